@@ -1,0 +1,158 @@
+"""Turn texts or token ids into embeddings: tokenize, truncate, length-sorted token-budget batches, forward, pool."""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from transformers import AutoModel, AutoTokenizer
+
+from .model_source import ModelSource
+from .pooling import POOLERS
+from .quantize import apply_mode
+from .settings import Settings
+
+log = logging.getLogger(__name__)
+# Larger batches of short texts stop paying off well before the token budget; this keeps latency even.
+MAX_BATCH_SIZE = 128
+
+
+class InputError(ValueError):
+    """One input cannot be embedded; index says which."""
+
+    def __init__(self, index: int, message: str):
+        super().__init__(message)
+        self.index = index
+
+
+@dataclass(frozen=True)
+class ModelInfo:
+    """What the API reports about the served model."""
+
+    id: str
+    created: int
+    dimensions: int
+    max_tokens: int
+    vocab_size: int
+    pooling: str
+    mode: str
+
+
+def _special_affixes(tokenizer) -> tuple[list[int], list[int]]:
+    """The ids the tokenizer puts before and after a single text (e.g. [CLS] ... [SEP])."""
+    full = tokenizer("a")["input_ids"]
+    bare = tokenizer("a", add_special_tokens=False)["input_ids"]
+    for start in range(len(full) - len(bare) + 1):
+        if full[start:start + len(bare)] == bare:
+            return full[:start], full[start + len(bare):]
+    return [], []
+
+
+def _max_tokens(source: ModelSource, tokenizer, config) -> int:
+    """The model's input length: sentence-transformers' max_seq_length, else the tokenizer's, capped by positions."""
+    limit = source.max_seq_length or tokenizer.model_max_length
+    positions = getattr(config, "max_position_embeddings", None)
+    if positions and (not limit or limit > positions):
+        limit = positions
+    return int(limit or 512)
+
+
+class Embedder:
+    """A loaded model with its tokenizer, ready to embed batches of inputs."""
+
+    def __init__(self, model, tokenizer, info: ModelInfo, normalize: bool, batch_tokens: int):
+        self.model = model
+        self.tokenizer = tokenizer
+        self.info = info
+        self.normalize = normalize
+        self.batch_tokens = batch_tokens
+        self.pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
+        self.prefix, self.suffix = _special_affixes(tokenizer)
+        self.room = info.max_tokens - len(self.prefix) - len(self.suffix)
+        self.pool = POOLERS[info.pooling]
+
+    @classmethod
+    def load(cls, source: ModelSource, settings: Settings, mode: str = "fp32") -> "Embedder":
+        """Load model and tokenizer from a resolved directory and convert the model to mode."""
+        started = time.perf_counter()
+        options = {"token": settings.hf_token, "trust_remote_code": settings.trust_remote_code}
+        tokenizer = AutoTokenizer.from_pretrained(source.path, **options)
+        model = AutoModel.from_pretrained(source.path, dtype=torch.float32, **options).eval()
+        model = apply_mode(model, mode)
+        info = ModelInfo(
+            id=source.served_name,
+            created=source.created,
+            dimensions=int(model.config.hidden_size),
+            max_tokens=_max_tokens(source, tokenizer, model.config),
+            vocab_size=int(model.get_input_embeddings().num_embeddings),
+            pooling=settings.pool_type or source.pooling or "mean",
+            mode=mode,
+        )
+        embedder = cls(model, tokenizer, info, settings.normalize, settings.batch_tokens)
+        embedder.embed([embedder.tokenize(["warm up"])[0]])  # first forward pays one-off kernel set-up
+        log.info("loaded %s from %s in %.1fs (%s, pooling=%s, max_tokens=%d)", info.id, source.path,
+                 time.perf_counter() - started, mode, info.pooling, info.max_tokens)
+        return embedder
+
+    def tokenize(self, texts: list[str]) -> list[list[int]]:
+        """Token ids of each text, without special tokens and untruncated."""
+        return self.tokenizer(texts, add_special_tokens=False, return_attention_mask=False,
+                              return_token_type_ids=False, verbose=False)["input_ids"]
+
+    def check_ids(self, sequences: list[list[int]]) -> None:
+        """Raise InputError for the first token id outside the model's vocabulary."""
+        for index, ids in enumerate(sequences):
+            if ids and not 0 <= min(ids) <= max(ids) < self.info.vocab_size:
+                bad = next(i for i in ids if not 0 <= i < self.info.vocab_size)
+                raise InputError(index, f"token id {bad} is outside the model's vocabulary (0..{self.info.vocab_size - 1})")
+
+    def finish(self, sequences: list[list[int]], truncate: bool) -> list[list[int]]:
+        """Add the model's special tokens, truncating (or rejecting) inputs longer than the model takes."""
+        finished = []
+        for index, ids in enumerate(sequences):
+            if len(ids) > self.room:
+                if not truncate:
+                    raise InputError(index, f"input has {len(ids) + len(self.prefix) + len(self.suffix)} tokens, "
+                                            f"more than the model's maximum of {self.info.max_tokens}")
+                ids = ids[:self.room]
+            finished.append(self.prefix + list(ids) + self.suffix)
+        return finished
+
+    def _batches(self, order: list[int], lengths: list[int]):
+        """Split length-descending order into batches whose padded size stays under the token budget."""
+        batch: list[int] = []
+        for index in order:
+            # The first item of a batch is its longest, so the padded size is len(batch) * that length.
+            if batch and ((len(batch) + 1) * lengths[batch[0]] > self.batch_tokens or len(batch) == MAX_BATCH_SIZE):
+                yield batch
+                batch = []
+            batch.append(index)
+        if batch:
+            yield batch
+
+    def _pad(self, sequences: list[list[int]]) -> tuple[torch.Tensor, torch.Tensor]:
+        width = max(len(ids) for ids in sequences)
+        ids = np.full((len(sequences), width), self.pad_id, dtype=np.int64)
+        mask = np.zeros((len(sequences), width), dtype=np.int64)
+        for row, seq in enumerate(sequences):
+            ids[row, :len(seq)] = seq
+            mask[row, :len(seq)] = 1
+        return torch.from_numpy(ids), torch.from_numpy(mask)
+
+    @torch.inference_mode()
+    def embed(self, sequences: list[list[int]]) -> np.ndarray:
+        """Embeddings (float32, one row per sequence, input order) of finished token sequences."""
+        lengths = [len(ids) for ids in sequences]
+        order = sorted(range(len(sequences)), key=lengths.__getitem__, reverse=True)
+        out = np.empty((len(sequences), self.info.dimensions), dtype=np.float32)
+        for batch in self._batches(order, lengths):
+            ids, mask = self._pad([sequences[i] for i in batch])
+            states = self.model(input_ids=ids, attention_mask=mask).last_hidden_state
+            vectors = self.pool(states.float(), mask)  # pool in fp32 whatever the model's dtype
+            if self.normalize:
+                vectors = torch.nn.functional.normalize(vectors, dim=-1)
+            out[batch] = vectors.numpy()
+        return out

@@ -1,0 +1,37 @@
+"""Pooling of token states into one vector per input: mean, max, bos (first token), eos (last real token)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import torch
+
+
+def pool_mean(states: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """Average of the real (unpadded) token states."""
+    weights = mask.unsqueeze(-1).to(states.dtype)
+    return (states * weights).sum(1) / weights.sum(1).clamp(min=1e-9)
+
+
+def pool_max(states: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """Element-wise maximum over the real token states."""
+    return states.masked_fill(~mask.bool().unsqueeze(-1), float("-inf")).max(1).values
+
+
+def pool_bos(states: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """The first token's state (CLS for BERT-like models)."""
+    return states[:, 0]
+
+
+def pool_eos(states: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """The last real token's state; batches are right-padded."""
+    last = mask.sum(1).long() - 1
+    return states[torch.arange(states.shape[0]), last]
+
+
+POOLERS: dict[str, Callable[[torch.Tensor, torch.Tensor], torch.Tensor]] = {
+    "mean": pool_mean,
+    "max": pool_max,
+    "bos": pool_bos,
+    "eos": pool_eos,
+}

@@ -1,0 +1,48 @@
+"""One embeddings request end to end, without HTTP: limits, tokenization, model, response body."""
+
+from __future__ import annotations
+
+from .embedder import Embedder, InputError
+from .encoding import render_embeddings, shorten
+from .errors import ApiError
+from .schemas import EmbeddingRequest
+from .settings import Settings
+
+
+def check_model(requested: str | None, embedder: Embedder) -> None:
+    """Reject a request that names a model this server does not serve."""
+    if requested is not None and requested != embedder.info.id:
+        raise ApiError(404, f"The model '{requested}' does not exist; this server serves '{embedder.info.id}'",
+                       param="model", code="model_not_found")
+
+
+def _sequences(request: EmbeddingRequest, embedder: Embedder, settings: Settings) -> list[list[int]]:
+    texts, ids = request.texts_or_ids()
+    count = len(texts or ids)
+    if count > settings.max_inputs:
+        raise ApiError(400, f"'input' has {count} items, more than the limit of {settings.max_inputs}",
+                       param="input", code="too_many_inputs")
+    try:
+        if ids is None:
+            ids = embedder.tokenize(texts)
+        else:
+            embedder.check_ids(ids)
+        return embedder.finish(ids, settings.truncate)
+    except InputError as exc:
+        param = "input" if request.is_single() else f"input[{exc.index}]"
+        raise ApiError(400, f"Invalid {param}: {exc}", param=param, code="invalid_input") from None
+
+
+def embed_request(request: EmbeddingRequest, embedder: Embedder, settings: Settings) -> bytes:
+    """Validate a parsed request against the model and the limits, embed it, and render the JSON body."""
+    check_model(request.model, embedder)
+    if request.dimensions is not None and request.dimensions > embedder.info.dimensions:
+        raise ApiError(400, f"'dimensions' must be between 1 and {embedder.info.dimensions} for this model",
+                       param="dimensions", code="invalid_value")
+    sequences = _sequences(request, embedder, settings)
+    tokens = sum(map(len, sequences))
+    if tokens > settings.max_tokens_per_request:
+        raise ApiError(400, f"The request has {tokens} tokens, more than the limit of "
+                            f"{settings.max_tokens_per_request} per request", param="input", code="too_many_tokens")
+    vectors = shorten(embedder.embed(sequences), request.dimensions)
+    return render_embeddings(vectors, request.encoding_format, embedder.info.id, tokens)

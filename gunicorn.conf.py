@@ -1,0 +1,65 @@
+"""gunicorn settings, taken from embedding_app.settings (.env and the environment)."""
+
+import logging
+import os
+import sys
+
+from embedding_app.model_source import ModelSourceError, resolve_model
+from embedding_app.settings import SettingsError, get_settings
+
+try:
+    settings = get_settings()
+except SettingsError as exc:
+    sys.exit(f"configuration error: {exc}")
+
+# --- Server socket
+bind = f"{settings.host}:{settings.port}"
+
+# --- Workers
+# Sync workers: one request at a time per process, each process with its own model copy and
+# THREADS_PER_WORKER torch threads; workers x threads should not exceed the cores.
+worker_class = "sync"
+workers = settings.workers
+timeout = settings.timeout
+graceful_timeout = settings.timeout
+# Torch must never run in the master: OpenMP state does not survive fork (workers would hang).
+preload_app = False
+# gunicorn 27 opens a control socket shared by every instance under $HOME; several servers collide.
+control_socket_disable = True
+# The heartbeat file on tmpfs: a disk-backed /tmp (as in containers) can stall the heartbeat.
+worker_tmp_dir = "/dev/shm" if os.path.isdir("/dev/shm") else None
+
+# --- Logging
+accesslog = "-"
+errorlog = "-"
+loglevel = settings.log_level
+access_log_format = '%(h)s "%(r)s" %(s)s %(B)sB %(M)sms pid=%(p)s'
+
+model_source = None  # resolved once in the master, inherited by every worker
+
+
+def on_starting(server):
+    """Resolve (and, for a Hub id, download) the model once, before any worker forks."""
+    global model_source
+    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+    try:
+        model_source = resolve_model(settings.model_name, settings.hf_token, settings.served_model_name)
+    except ModelSourceError as exc:
+        server.log.error("cannot load model %r: %s", settings.model_name or "default", exc)
+        sys.exit(1)
+    server.log.info("model %s from %s", model_source.served_name, model_source.path)
+
+
+def post_fork(server, worker):
+    """Load and quantize the model in this worker; a failure stops gunicorn with the reason."""
+    app_log = logging.getLogger("embedding_app")
+    app_log.handlers = server.log.error_log.handlers
+    app_log.setLevel(settings.log_level.upper())
+    app_log.propagate = False
+    from embedding_app.runtime import load_worker_model
+
+    try:
+        load_worker_model(settings, model_source)
+    except Exception as exc:
+        worker.log.error("cannot load model %s from %s: %s", model_source.served_name, model_source.path, exc)
+        raise
