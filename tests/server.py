@@ -1,0 +1,77 @@
+"""Start a real gunicorn server from the repo root on a free localhost port, for end-to-end tests."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import requests
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def free_port() -> int:
+    """A TCP port nobody listens on right now."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+class GunicornServer:
+    """gunicorn wsgi:app with the given settings; stop() ends it, its log stays readable."""
+
+    def __init__(self, log_path: Path, workers: int = 2, **env: str):
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.workers = workers
+        self.log_path = log_path
+        self.env = {**os.environ, "EMBEDDING_SERVER_HOST": "127.0.0.1", "EMBEDDING_SERVER_PORT": str(self.port),
+                    "EMBEDDING_SERVER_WORKERS": str(workers), "HF_HUB_OFFLINE": "1", **env}
+        self.process: subprocess.Popen | None = None
+
+    def start(self, timeout: float = 120) -> "GunicornServer":
+        """Launch gunicorn and wait until every worker has loaded its model."""
+        self.log_file = open(self.log_path, "w")
+        self.process = subprocess.Popen([sys.executable, "-m", "gunicorn", "wsgi:app"], cwd=ROOT, env=self.env,
+                                        stdout=self.log_file, stderr=subprocess.STDOUT)
+        deadline = time.monotonic() + timeout
+        while self.log().count("loaded ") < self.workers:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"gunicorn exited with {self.process.returncode}:\n{self.log()}")
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"gunicorn not ready after {timeout}s:\n{self.log()}")
+            time.sleep(0.2)
+        requests.get(f"{self.url}/health", timeout=30).raise_for_status()
+        return self
+
+    def log(self) -> str:
+        """Everything gunicorn has written so far."""
+        return self.log_path.read_text(errors="replace")
+
+    def worker_pids(self) -> list[int]:
+        """The pids of the master's live worker processes."""
+        out = subprocess.run(["pgrep", "-P", str(self.process.pid)], capture_output=True, text=True).stdout
+        return [int(pid) for pid in out.split()]
+
+    def stop(self, sig: int = signal.SIGTERM, timeout: float = 60) -> int:
+        """Signal the master and wait for it to exit; returns its exit code."""
+        if self.process and self.process.poll() is None:
+            self.process.send_signal(sig)
+            try:
+                self.process.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        self.log_file.close()
+        return self.process.returncode
+
+    def __enter__(self) -> "GunicornServer":
+        return self.start()
+
+    def __exit__(self, *exc) -> None:
+        self.stop()

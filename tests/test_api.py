@@ -1,0 +1,157 @@
+"""The HTTP contract through Flask's test client on the tiny model: shapes, order, usage, errors."""
+
+import base64
+
+import numpy as np
+import pytest
+
+from .conftest import TINY_MAX_TOKENS
+
+
+def embed(client, **body):
+    return client.post("/v1/embeddings", json=body)
+
+
+def assert_error(response, status, param=None, code=None):
+    assert response.status_code == status, response.get_data(as_text=True)
+    error = response.get_json()["error"]
+    assert set(error) == {"message", "type", "param", "code"}
+    assert error["message"] and "Traceback" not in error["message"]
+    if param is not None:
+        assert error["param"] == param
+    if code is not None:
+        assert error["code"] == code
+    return error
+
+
+def test_single_string_gives_one_embedding(client, tiny_embedder):
+    body = embed(client, input="hello world", model=tiny_embedder.info.id).get_json()
+    assert body["object"] == "list" and body["model"] == tiny_embedder.info.id
+    [item] = body["data"]
+    assert item["object"] == "embedding" and item["index"] == 0
+    assert len(item["embedding"]) == tiny_embedder.info.dimensions
+
+
+def test_usage_counts_special_tokens_and_no_padding(client, tiny_embedder):
+    texts = ["hello world", "a much longer sentence than the first one"]
+    expected = sum(len(tiny_embedder.tokenizer(t)["input_ids"]) for t in texts)
+    assert embed(client, input=texts).get_json()["usage"] == {"prompt_tokens": expected, "total_tokens": expected}
+
+
+def test_both_routes_answer_the_same(client):
+    first = client.post("/v1/embeddings", json={"input": "same"}).get_json()
+    second = client.post("/embeddings", json={"input": "same"}).get_json()
+    assert first == second
+
+
+def test_base64_matches_float(client):
+    floats = embed(client, input=["one", "two"], encoding_format="float").get_json()["data"]
+    packed = embed(client, input=["one", "two"], encoding_format="base64").get_json()["data"]
+    for plain, b64 in zip(floats, packed):
+        assert np.allclose(np.frombuffer(base64.b64decode(b64["embedding"]), "<f4"), plain["embedding"], atol=1e-7)
+
+
+def test_token_ids_match_text(client, tiny_embedder):
+    ids = tiny_embedder.tokenize(["hello world"])[0]
+    from_text = embed(client, input="hello world").get_json()
+    from_ids = embed(client, input=ids).get_json()
+    from_id_lists = embed(client, input=[ids, ids]).get_json()
+    assert np.allclose(from_text["data"][0]["embedding"], from_ids["data"][0]["embedding"], atol=1e-6)
+    assert np.allclose(from_ids["data"][0]["embedding"], from_id_lists["data"][1]["embedding"], atol=1e-6)
+    assert from_text["usage"] == from_ids["usage"]
+
+
+def test_long_token_ids_are_truncated_like_text(client, tiny_embedder):
+    ids = tiny_embedder.tokenize(["word " * 50])[0]
+    assert embed(client, input=ids).get_json()["usage"]["prompt_tokens"] == TINY_MAX_TOKENS
+
+
+def test_dimensions_shortens_and_renormalises(client):
+    [item] = embed(client, input="hello", dimensions=8).get_json()["data"]
+    assert len(item["embedding"]) == 8
+    assert np.isclose(np.linalg.norm(item["embedding"]), 1.0, atol=1e-5)
+
+
+def test_models_list_and_retrieve(client, tiny_embedder):
+    listing = client.get("/v1/models").get_json()
+    assert listing["object"] == "list"
+    [card] = listing["data"]
+    assert card["id"] == tiny_embedder.info.id and card["object"] == "model"
+    assert isinstance(card["created"], int) and card["owned_by"]
+    assert client.get(f"/v1/models/{card['id']}").get_json() == card
+    assert_error(client.get("/v1/models/gpt-4"), 404, code="model_not_found")
+
+
+def test_health_and_index(client):
+    assert client.get("/health").get_json()["status"] == "ok"
+    assert client.get("/").status_code == 200
+
+
+BAD_BODIES = [
+    ({"input": ""}, "input"),
+    ({"input": []}, "input"),
+    ({"input": [[]]}, "input[0]"),
+    ({"input": ["ok", ""]}, "input[1]"),
+    ({"input": ["ok", 3]}, "input[1]"),
+    ({"input": [[1, 2], [3, "x"]]}, "input[1][1]"),
+    ({"input": [1, 2.5]}, "input[1]"),
+    ({"input": [True]}, "input[0]"),
+    ({"input": None}, "input"),
+    ({"input": {"text": "x"}}, "input"),
+    ({"input": 42}, "input"),
+    ({}, "input"),
+    ({"input": "x", "encoding_format": "int8"}, "encoding_format"),
+    ({"input": "x", "dimensions": 0}, "dimensions"),
+    ({"input": "x", "dimensions": "8"}, "dimensions"),
+    ({"input": "x", "dimensions": 100000}, "dimensions"),
+    ({"input": "x", "model": 5}, "model"),
+    ({"input": "x", "surprise": 1}, "surprise"),
+    ({"input": [10 ** 9]}, "input"),
+    ({"input": [[1], [10 ** 9]]}, "input[1]"),
+]
+
+
+@pytest.mark.parametrize("body, param", BAD_BODIES)
+def test_bad_bodies_get_400_naming_the_param(client, body, param):
+    assert_error(client.post("/v1/embeddings", json=body), 400, param=param)
+
+
+def test_unknown_model_gets_404(client):
+    assert_error(embed(client, input="x", model="text-embedding-3-small"), 404, param="model", code="model_not_found")
+
+
+@pytest.mark.parametrize("raw", [b"{", b"", b"[1, 2]", b'"text"', b'{"input": NaN}', b'{"input": "a", "input": "b"}',
+                                 b"\xff\xfe{}", b"[" * 100000 + b"]" * 100000])
+def test_malformed_json_gets_400(client, raw):
+    assert_error(client.post("/v1/embeddings", data=raw, content_type="application/json"), 400)
+
+
+def test_wrong_content_type_gets_415(client):
+    assert_error(client.post("/v1/embeddings", data="input=x", content_type="text/plain"), 415)
+
+
+def test_too_many_inputs(make_client):
+    client = make_client(max_inputs=3)
+    assert_error(embed(client, input=["a"] * 4), 400, param="input", code="too_many_inputs")
+    assert embed(client, input=["a"] * 3).status_code == 200
+
+
+def test_too_many_tokens_per_request(make_client):
+    client = make_client(max_tokens_per_request=10)
+    assert_error(embed(client, input=["one two three four five six"] * 2), 400, code="too_many_tokens")
+
+
+def test_truncate_off_rejects_long_input_with_its_index(make_client):
+    client = make_client(truncate=False)
+    error = assert_error(embed(client, input=["short", "word " * 50]), 400, param="input[1]")
+    assert str(TINY_MAX_TOKENS) in error["message"]
+
+
+def test_body_over_the_limit_gets_413(make_client):
+    client = make_client(max_request_bytes=2048)
+    assert_error(embed(client, input="x" * 5000), 413)
+
+
+def test_unknown_route_and_method(client):
+    assert_error(client.get("/v2/nothing"), 404, code="not_found")
+    assert_error(client.get("/v1/embeddings"), 405, code="method_not_allowed")

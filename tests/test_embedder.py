@@ -1,0 +1,65 @@
+"""The Embedder on a tiny random BERT: order, batching, truncation, token ids, vocabulary."""
+
+import numpy as np
+import pytest
+
+from embedding_app.embedder import InputError
+
+from .conftest import TINY_MAX_TOKENS
+
+
+def cosine(a, b):
+    return float(np.dot(a, b) / (np.linalg.norm(a) * np.linalg.norm(b)))
+
+
+def test_special_tokens_wrap_each_text(tiny_embedder):
+    [ids] = tiny_embedder.finish(tiny_embedder.tokenize(["hello world"]), truncate=True)
+    assert ids == tiny_embedder.tokenizer("hello world")["input_ids"]
+
+
+def test_long_text_is_truncated_like_the_tokenizer(tiny_embedder):
+    text = "word " * 100
+    [ids] = tiny_embedder.finish(tiny_embedder.tokenize([text]), truncate=True)
+    assert len(ids) == TINY_MAX_TOKENS
+    assert ids == tiny_embedder.tokenizer(text, truncation=True, max_length=TINY_MAX_TOKENS)["input_ids"]
+
+
+def test_long_text_is_rejected_when_truncation_is_off(tiny_embedder):
+    with pytest.raises(InputError) as error:
+        tiny_embedder.finish(tiny_embedder.tokenize(["short", "word " * 100]), truncate=False)
+    assert error.value.index == 1
+    assert str(TINY_MAX_TOKENS) in str(error.value)
+
+
+def test_out_of_vocabulary_id_names_its_input(tiny_embedder):
+    with pytest.raises(InputError) as error:
+        tiny_embedder.check_ids([[1, 2], [5, tiny_embedder.info.vocab_size]])
+    assert error.value.index == 1
+
+
+def test_negative_id_is_out_of_vocabulary(tiny_embedder):
+    with pytest.raises(InputError):
+        tiny_embedder.check_ids([[-1]])
+
+
+def test_results_come_back_in_input_order(tiny_embedder):
+    texts = ["a b c d e f g h", "x", "medium length text here", "y z"]
+    together = tiny_embedder.embed(tiny_embedder.finish(tiny_embedder.tokenize(texts), True))
+    for i, text in enumerate(texts):
+        alone = tiny_embedder.embed(tiny_embedder.finish(tiny_embedder.tokenize([text]), True))[0]
+        assert cosine(alone, together[i]) > 0.99999
+
+
+def test_vectors_are_unit_length(tiny_embedder):
+    vectors = tiny_embedder.embed(tiny_embedder.finish(tiny_embedder.tokenize(["one", "two three"]), True))
+    assert np.allclose(np.linalg.norm(vectors, axis=1), 1.0, atol=1e-5)
+
+
+def test_token_budget_splits_batches_without_changing_results(tiny_embedder, monkeypatch):
+    sequences = tiny_embedder.finish(tiny_embedder.tokenize([f"text number {i} " * (i % 5 + 1) for i in range(40)]), True)
+    reference = tiny_embedder.embed(sequences)
+    monkeypatch.setattr(tiny_embedder, "batch_tokens", 32)
+    batches = list(tiny_embedder._batches(sorted(range(40), key=lambda i: -len(sequences[i])),
+                                          [len(s) for s in sequences]))
+    assert len(batches) > 5 and all(len(b) * len(sequences[b[0]]) <= 32 for b in batches)
+    assert np.allclose(tiny_embedder.embed(sequences), reference, atol=1e-5)

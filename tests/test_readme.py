@@ -1,0 +1,34 @@
+"""The README's client examples, executed as written against a real server."""
+
+import json
+import re
+import subprocess
+import sys
+
+import pytest
+
+from .server import ROOT
+
+BLOCKS = re.findall(r"```(python|bash)\n(.*?)```", (ROOT / "README.md").read_text(), re.S)
+EXAMPLES = [(lang, code) for lang, code in BLOCKS if "localhost:7860" in code and "langchain" not in code]
+
+
+def run_example(lang, code, url):
+    code = code.replace("http://localhost:7860", url)
+    command = [sys.executable, "-c", code] if lang == "python" else ["bash", "-euo", "pipefail", "-c", code]
+    return subprocess.run(command, capture_output=True, text=True, timeout=120)
+
+
+def test_readme_has_curl_requests_openai_and_httpx_examples():
+    text = "\n".join(code for _, code in EXAMPLES)
+    for needle in ("curl ", "import requests", "from openai import OpenAI", "httpx.AsyncClient"):
+        assert needle in text
+
+
+@pytest.mark.parametrize("lang, code", EXAMPLES, ids=[code.split("\n")[0][:40] for _, code in EXAMPLES])
+def test_readme_example_runs(minilm_server, lang, code):
+    result = run_example(lang, code, minilm_server.url)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip()
+    if code.startswith("curl"):
+        assert len(json.loads(result.stdout)["data"]) == 2

@@ -1,0 +1,39 @@
+"""Settings parsing: defaults, types, and start-up errors that name the key and the allowed values."""
+
+import pytest
+
+from embedding_app.settings import Settings, SettingsError, settings_from_env
+
+
+def test_defaults_when_environment_is_empty():
+    settings = settings_from_env({})
+    assert settings == Settings()
+    assert (settings.port, settings.quantize, settings.normalize) == (7860, "true", True)
+
+
+def test_values_are_parsed_into_types():
+    settings = settings_from_env({"EMBEDDING_SERVER_PORT": "8000", "EMBEDDING_SERVER_WORKERS": "3",
+                                  "QUANTIZE": "False", "POOL_TYPE": "MAX", "API_KEY": "a, b,", "NORMALIZE": "off"})
+    assert (settings.port, settings.workers, settings.quantize, settings.pool_type) == (8000, 3, "false", "max")
+    assert settings.api_keys == ("a", "b")
+    assert settings.normalize is False
+
+
+@pytest.mark.parametrize("env, words", [
+    ({"QUANTIZE": "maybe"}, ["QUANTIZE", "maybe", "true", "false", "bf16"]),
+    ({"POOL_TYPE": "cls"}, ["POOL_TYPE", "mean", "max", "bos", "eos"]),
+    ({"EMBEDDING_SERVER_PORT": "http"}, ["EMBEDDING_SERVER_PORT", "not an integer"]),
+    ({"EMBEDDING_SERVER_WORKERS": "0"}, ["EMBEDDING_SERVER_WORKERS", "1.."]),
+    ({"TRUNCATE": "sometimes"}, ["TRUNCATE", "true", "false"]),
+])
+def test_bad_values_name_the_key_and_allowed_values(env, words):
+    with pytest.raises(SettingsError) as error:
+        settings_from_env(env)
+    for word in words:
+        assert word in str(error.value)
+
+
+def test_secrets_are_not_in_repr():
+    settings = settings_from_env({"HF_TOKEN": "hf_secret", "API_KEY": "sk-secret"})
+    assert "secret" not in repr(settings)
+    assert settings.hf_token == "hf_secret"
