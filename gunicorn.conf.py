@@ -33,7 +33,7 @@ worker_tmp_dir = "/dev/shm" if os.path.isdir("/dev/shm") else None
 accesslog = "-"
 errorlog = "-"
 loglevel = settings.log_level
-access_log_format = '%(h)s "%(r)s" %(s)s %(B)sB %(M)sms pid=%(p)s'
+access_log_format = '%(h)s "%(r)s" %(s)s %(B)sB %(M)sms worker=%(p)s'
 
 model_source = None  # resolved once in the master, inherited by every worker
 

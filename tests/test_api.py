@@ -155,3 +155,17 @@ def test_body_over_the_limit_gets_413(make_client):
 def test_unknown_route_and_method(client):
     assert_error(client.get("/v2/nothing"), 404, code="not_found")
     assert_error(client.get("/v1/embeddings"), 405, code="method_not_allowed")
+
+
+def test_user_field_is_accepted_and_ignored(client):
+    assert embed(client, input="x", user="user-1234").status_code == 200
+
+
+def test_unexpected_failure_is_an_openai_shaped_500_without_traceback(client, tiny_embedder, monkeypatch, caplog):
+    def explode(sequences):
+        raise RuntimeError("boom")
+
+    monkeypatch.setattr(tiny_embedder, "embed", explode)
+    error = assert_error(embed(client, input="x"), 500)
+    assert error["type"] == "server_error" and "boom" not in error["message"]
+    assert "RuntimeError: boom" in caplog.text

@@ -63,3 +63,15 @@ def test_token_budget_splits_batches_without_changing_results(tiny_embedder, mon
                                           [len(s) for s in sequences]))
     assert len(batches) > 5 and all(len(b) * len(sequences[b[0]]) <= 32 for b in batches)
     assert np.allclose(tiny_embedder.embed(sequences), reference, atol=1e-5)
+
+
+def test_pool_type_setting_overrides_the_model_config(tiny_model_dir, tiny_embedder):
+    from embedding_app.embedder import Embedder
+    from embedding_app.model_source import resolve_model
+    from embedding_app.settings import Settings
+
+    assert tiny_embedder.info.pooling == "mean"  # from the copied 1_Pooling/config.json
+    bos = Embedder.load(resolve_model(str(tiny_model_dir), None), Settings(pool_type="bos"), "fp32")
+    sequences = bos.finish(bos.tokenize(["pooling decides this vector"]), True)
+    assert bos.info.pooling == "bos"
+    assert cosine(bos.embed(sequences)[0], tiny_embedder.embed(sequences)[0]) < 0.999

@@ -45,3 +45,9 @@ def test_hf_token_is_never_logged(tiny_model_dir, output_dir):
                         HF_TOKEN="hf_do_not_print_me", LOG_LEVEL="debug") as server:
         log = server.log()
     assert "loaded" in log and "hf_do_not_print_me" not in log
+
+
+def test_unreachable_hub_id_stops_the_server_naming_the_model():
+    result, seconds = run_gunicorn(MODEL_NAME="nobody/no-such-model")
+    assert result.returncode != 0 and seconds < 30
+    assert "nobody/no-such-model" in result.stderr and "Hugging Face Hub" in result.stderr
