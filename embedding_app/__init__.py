@@ -9,7 +9,7 @@ from .settings import Settings, get_settings
 
 def create_app(settings: Settings | None = None) -> Flask:
     """Build the WSGI app: settings, error handlers and the blueprints."""
-    from . import routes, system
+    from . import docs, routes, system
     from .errors import register_error_handlers
 
     settings = settings or get_settings()
@@ -19,4 +19,5 @@ def create_app(settings: Settings | None = None) -> Flask:
     register_error_handlers(app)
     app.register_blueprint(routes.bp)
     app.register_blueprint(system.bp)
+    app.register_blueprint(docs.bp)
     return app

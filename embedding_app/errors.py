@@ -6,7 +6,7 @@ import logging
 
 import orjson
 from flask import Flask, Response, request
-from werkzeug.exceptions import HTTPException
+from werkzeug.exceptions import HTTPException, MethodNotAllowed
 
 log = logging.getLogger(__name__)
 
@@ -48,6 +48,13 @@ def _from_http(exc: HTTPException) -> ApiError:
     return ApiError(exc.code or 500, message, code=HTTP_CODES.get(exc.code))
 
 
+def _http_error(exc: HTTPException) -> Response:
+    response = error_response(_from_http(exc))
+    if isinstance(exc, MethodNotAllowed) and exc.valid_methods:  # RFC 9110: a 405 lists what is allowed
+        response.headers["Allow"] = ", ".join(exc.valid_methods)
+    return response
+
+
 def _unexpected(exc: Exception) -> Response:
     log.exception("unhandled error on %s %s", request.method, request.path)
     return error_response(ApiError(500, "The server had an error while processing your request.", code="internal_error"))
@@ -56,5 +63,5 @@ def _unexpected(exc: Exception) -> Response:
 def register_error_handlers(app: Flask) -> None:
     """Make every error, expected or not, an OpenAI-shaped JSON response."""
     app.register_error_handler(ApiError, error_response)
-    app.register_error_handler(HTTPException, lambda exc: error_response(_from_http(exc)))
+    app.register_error_handler(HTTPException, _http_error)
     app.register_error_handler(Exception, _unexpected)

@@ -60,9 +60,11 @@ def check_input(value: Any) -> Any:
     return value
 
 
+# check_input rejects empty strings and arrays first with a precise param; these bounds put them in the OpenAPI doc.
+Text = Annotated[StrictStr, Field(min_length=1)]
 TokenIds = Annotated[list[StrictInt], Field(min_length=1)]
 EmbeddingInput = Annotated[
-    Union[StrictStr, list[StrictStr], TokenIds, list[TokenIds]],
+    Union[Text, Annotated[list[Text], Field(min_length=1)], TokenIds, Annotated[list[TokenIds], Field(min_length=1)]],
     BeforeValidator(check_input),
     Field(description=f"What to embed: {INPUT_KINDS}.", examples=["The food was delicious."]),
 ]
@@ -136,6 +138,24 @@ class ModelList(BaseModel):
     data: list[ModelCard]
 
 
+class Health(BaseModel):
+    """Body of GET /health."""
+
+    status: Literal["ok"]
+    model: str
+    mode: str
+
+
+class ServerInfo(BaseModel):
+    """Body of GET /: what this server is and where to go next."""
+
+    name: str
+    model: str
+    dimensions: int
+    endpoints: list[str]
+    docs: str
+
+
 class ErrorDetail(BaseModel):
     """What went wrong, in OpenAI's shape."""
 
@@ -165,6 +185,12 @@ def _reject_constant(name: str) -> None:
     raise ApiError(400, f"Invalid JSON body: {name} is not valid JSON", code="invalid_json")
 
 
+def _parse_float(text: str) -> float | int:
+    """JSON has one number type: 8.0 is the integer 8 (as JSON Schema says), 2.5 stays a float."""
+    value = float(text)
+    return int(value) if value.is_integer() else value
+
+
 def _location(loc: tuple) -> str:
     param = str(loc[0]) if loc else ""
     return param + "".join(f"[{part}]" for part in loc[1:] if isinstance(part, int))
@@ -186,7 +212,8 @@ def _from_validation(exc: ValidationError) -> ApiError:
 def parse_request(body: bytes) -> EmbeddingRequest:
     """Parse and validate a raw JSON body, raising ApiError with the offending param."""
     try:
-        data = json.loads(body, object_pairs_hook=_reject_duplicates, parse_constant=_reject_constant)
+        data = json.loads(body, object_pairs_hook=_reject_duplicates, parse_constant=_reject_constant,
+                          parse_float=_parse_float)
     except (ValueError, RecursionError) as exc:  # UnicodeDecodeError and JSONDecodeError are ValueErrors
         raise ApiError(400, f"Invalid JSON body: {exc}", code="invalid_json") from None
     if not isinstance(data, dict):

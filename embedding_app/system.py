@@ -14,7 +14,7 @@ def index():
     """What this server is and where to go next."""
     info = get_embedder().info
     return {"name": "embedding-server", "model": info.id, "dimensions": info.dimensions,
-            "endpoints": ["/v1/embeddings", "/v1/models", "/health"]}
+            "endpoints": ["/v1/embeddings", "/v1/models", "/health", "/openapi.json"], "docs": "/docs"}
 
 
 @bp.get("/health")

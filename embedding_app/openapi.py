@@ -1,0 +1,92 @@
+"""The OpenAPI 3.1 document: the pydantic models of schemas.py plus the limits only the loaded model knows."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from pydantic import BaseModel
+from pydantic.json_schema import models_json_schema
+
+from .schemas import EmbeddingRequest, EmbeddingResponse, ErrorResponse, Health, ModelCard, ModelList, ServerInfo
+from .settings import Settings
+
+if TYPE_CHECKING:  # embedder imports torch, which this module never needs
+    from .embedder import ModelInfo
+
+REF = "#/components/schemas/{model}"
+ERRORS = {
+    400: "Invalid request: bad JSON, an unknown or invalid field, or a limit exceeded; `param` names the field.",
+    401: "Missing or wrong API key (only when the server is configured with `API_KEY`).",
+    404: "The model is not the one this server serves.",
+    413: "The body is larger than `MAX_REQUEST_BYTES`.",
+    415: "The body is not `application/json`.",
+    500: "A fault in the server; the message never carries a traceback.",
+}
+BEARER = {"bearerAuth": {"type": "http", "scheme": "bearer", "description": "One of the keys in `API_KEY`."}}
+
+
+def _json(description: str, model: type[BaseModel]) -> dict:
+    return {"description": description,
+            "content": {"application/json": {"schema": {"$ref": REF.format(model=model.__name__)}}}}
+
+
+def _operation(tag: str, operation_id: str, summary: str, ok: type[BaseModel], errors=(), **extra) -> dict:
+    """One operation: a 200 with its model, then each error status with the ErrorResponse model."""
+    responses = {"200": _json("OK", ok)} | {str(status): _json(ERRORS[status], ErrorResponse) for status in errors}
+    return {"tags": [tag], "operationId": operation_id, "summary": summary, "responses": responses, **extra}
+
+
+def _request_examples(info: ModelInfo, example_ids: list[int]) -> dict:
+    """Bodies that succeed as written, so Swagger UI's "Try it out" works on the first click."""
+    bodies = {
+        "single": ("One string", {"model": info.id, "input": "The food was delicious."}),
+        "array": ("An array of strings", {"model": info.id, "input": ["The food was delicious.", "The waiter was friendly."]}),
+        "token_ids": ("Token ids of the model's own vocabulary", {"model": info.id, "input": [example_ids]}),
+        "base64": ("base64 output, as the OpenAI SDK asks", {"model": info.id, "input": "hello", "encoding_format": "base64"}),
+    }
+    return {name: {"summary": summary, "value": body} for name, (summary, body) in bodies.items()}
+
+
+def _bound_request(schema: dict, info: ModelInfo, settings: Settings) -> None:
+    """Add the bounds that come from the loaded model and the settings rather than from the types."""
+    properties = schema["properties"]
+    _text, texts, ids, id_lists = properties["input"]["anyOf"]  # the Union order in schemas.EmbeddingInput
+    token = {"type": "integer", "minimum": 0, "maximum": info.vocab_size - 1}
+    ids["items"] = id_lists["items"]["items"] = token
+    texts["maxItems"] = id_lists["maxItems"] = settings.max_inputs
+    properties["dimensions"]["anyOf"][0]["maximum"] = info.dimensions
+
+
+def build_openapi(info: ModelInfo, settings: Settings, example_ids: list[int]) -> dict:
+    """The whole OpenAPI document for this server, serving this model with these settings."""
+    models = [EmbeddingRequest, EmbeddingResponse, ModelList, ModelCard, Health, ServerInfo, ErrorResponse]
+    _, definitions = models_json_schema([(model, "validation") for model in models], ref_template=REF)
+    schemas = definitions["$defs"]
+    _bound_request(schemas["EmbeddingRequest"], info, settings)
+    # With API_KEY set, /v1/* needs a bearer key; without it the key is optional (and ignored).
+    security = [{"bearerAuth": []}] if settings.api_keys else [{}, {"bearerAuth": []}]
+    embeddings = _operation(
+        "embeddings", "createEmbedding", "Embed a string, strings, or token ids", EmbeddingResponse,
+        (400, 401, 404, 413, 415, 500), security=security,
+        requestBody={"required": True, "content": {"application/json": {
+            "schema": {"$ref": REF.format(model="EmbeddingRequest")},
+            "examples": _request_examples(info, example_ids)}}})
+    model_id = {"name": "model_id", "in": "path", "required": True, "schema": {"type": "string", "minLength": 1},
+                "example": info.id}
+    paths = {
+        "/v1/embeddings": {"post": embeddings},
+        "/v1/models": {"get": _operation("models", "listModels", "The served model", ModelList, (401,),
+                                         security=security)},
+        "/v1/models/{model_id}": {"get": _operation("models", "retrieveModel", "One model by id", ModelCard,
+                                                    (401, 404), security=security, parameters=[model_id])},
+        "/health": {"get": _operation("system", "health", "200 once this worker has its model", Health)},
+        "/": {"get": _operation("system", "index", "What this server is and where to go next", ServerInfo)},
+    }
+    return {
+        "openapi": "3.1.0",
+        "info": {"title": "embedding-server", "version": "1",
+                 "description": f"OpenAI-compatible embeddings on CPU, serving `{info.id}` ({info.dimensions} "
+                                "dimensions). Every error is `{\"error\": {\"message\", \"type\", \"param\", \"code\"}}`."},
+        "paths": paths,
+        "components": {"schemas": schemas, "securitySchemes": BEARER},
+    }
