@@ -169,3 +169,15 @@ def test_unexpected_failure_is_an_openai_shaped_500_without_traceback(client, ti
     error = assert_error(embed(client, input="x"), 500)
     assert error["type"] == "server_error" and "boom" not in error["message"]
     assert "RuntimeError: boom" in caplog.text
+
+
+def test_method_not_allowed_lists_the_allowed_methods(client):
+    response = client.put("/v1/embeddings", json={"input": "x"})
+    assert_error(response, 405, code="method_not_allowed")
+    assert "POST" in response.headers["Allow"]
+
+
+def test_integral_floats_are_integers_as_in_json_schema(client):
+    assert len(embed(client, input="x", dimensions=8.0).get_json()["data"][0]["embedding"]) == 8
+    assert embed(client, input=[101.0, 102.0]).status_code == 200
+    assert_error(embed(client, input="x", dimensions=8.5), 400, param="dimensions")

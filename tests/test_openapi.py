@@ -1,0 +1,82 @@
+"""The OpenAPI document and the Swagger UI page, through Flask's test client on the tiny model."""
+
+import json
+import re
+
+import pytest
+
+from embedding_app.schemas import EmbeddingRequest, parse_request
+
+ERROR_REF = {"$ref": "#/components/schemas/ErrorResponse"}
+
+
+@pytest.fixture
+def document(client):
+    response = client.get("/openapi.json")
+    assert response.status_code == 200 and response.mimetype == "application/json"
+    return response.get_json()
+
+
+def test_every_route_is_documented_with_its_statuses(document):
+    statuses = {path: {method: set(op["responses"]) for method, op in item.items()}
+                for path, item in document["paths"].items()}
+    assert document["openapi"].startswith("3.1")
+    assert statuses == {
+        "/v1/embeddings": {"post": {"200", "400", "401", "404", "413", "415", "500"}},
+        "/v1/models": {"get": {"200", "401"}},
+        "/v1/models/{model_id}": {"get": {"200", "401", "404"}},
+        "/health": {"get": {"200"}},
+        "/": {"get": {"200"}},
+    }
+
+
+def test_every_error_status_uses_the_error_schema(document):
+    for item in document["paths"].values():
+        for operation in item.values():
+            for status, response in operation["responses"].items():
+                if status != "200":
+                    assert response["content"]["application/json"]["schema"] == ERROR_REF
+
+
+def test_request_schema_is_the_pydantic_model_bounded_by_the_loaded_model(document, tiny_embedder):
+    schema = document["components"]["schemas"]["EmbeddingRequest"]
+    assert schema["additionalProperties"] is False and schema["required"] == ["input"]
+    assert set(schema["properties"]) == set(EmbeddingRequest.model_fields)
+    text, texts, ids, id_lists = schema["properties"]["input"]["anyOf"]
+    assert text == {"type": "string", "minLength": 1}
+    assert texts["minItems"] == id_lists["minItems"] == 1 and texts["maxItems"] == 2048
+    assert ids["items"] == {"type": "integer", "minimum": 0, "maximum": tiny_embedder.info.vocab_size - 1}
+    dimensions = schema["properties"]["dimensions"]["anyOf"][0]
+    assert (dimensions["minimum"], dimensions["maximum"]) == (1, tiny_embedder.info.dimensions)
+
+
+def test_request_examples_pass_the_validator_and_embed(document, client):
+    examples = document["paths"]["/v1/embeddings"]["post"]["requestBody"]["content"]["application/json"]["examples"]
+    assert set(examples) == {"single", "array", "token_ids", "base64"}
+    for example in examples.values():
+        parse_request(json.dumps(example["value"]).encode())
+        assert client.post("/v1/embeddings", json=example["value"]).status_code == 200
+
+
+def test_bearer_key_is_optional_without_api_key_and_required_with_it(make_client):
+    def security(client):
+        return client.get("/openapi.json").get_json()["paths"]["/v1/embeddings"]["post"]["security"]
+
+    assert security(make_client()) == [{}, {"bearerAuth": []}]
+    assert security(make_client(api_keys=("secret",))) == [{"bearerAuth": []}]
+
+
+def test_docs_page_loads_only_local_assets(client):
+    page = client.get("/docs")
+    assert page.status_code == 200 and page.mimetype == "text/html"
+    html = page.get_data(as_text=True)
+    assert "validatorUrl: null" in html and "/openapi.json" in html
+    assets = re.findall(r'(?:src|href)="([^"]+)"', html)
+    assert len(assets) == 3 and all(asset.startswith("/docs/static/") for asset in assets)
+    assert not re.search(r"https?://|//cdn|unpkg|jsdelivr", html)
+    for asset in assets:
+        assert client.get(asset).status_code == 200
+
+
+def test_index_points_to_the_docs(client):
+    assert client.get("/").get_json()["docs"] == "/docs"
