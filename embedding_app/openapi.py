@@ -39,12 +39,12 @@ def _operation(tag: str, operation_id: str, summary: str, ok: type[BaseModel], e
 def _request_examples(info: ModelInfo, example_ids: list[int]) -> dict:
     """Bodies that succeed as written, so Swagger UI's "Try it out" works on the first click."""
     bodies = {
-        "single": ("One string", {"model": info.id, "input": "The food was delicious."}),
-        "array": ("An array of strings", {"model": info.id, "input": ["The food was delicious.", "The waiter was friendly."]}),
-        "token_ids": ("Token ids of the model's own vocabulary", {"model": info.id, "input": [example_ids]}),
-        "base64": ("base64 output, as the OpenAI SDK asks", {"model": info.id, "input": "hello", "encoding_format": "base64"}),
+        "single": ("One string", {"input": "The food was delicious."}),
+        "array": ("An array of strings", {"input": ["The food was delicious.", "The waiter was friendly."]}),
+        "token_ids": ("Token ids of the model's own vocabulary", {"input": [example_ids]}),
+        "base64": ("base64 output, as the OpenAI SDK asks", {"input": "hello", "encoding_format": "base64"}),
     }
-    return {name: {"summary": summary, "value": body} for name, (summary, body) in bodies.items()}
+    return {name: {"summary": summary, "value": {"model": info.id, **body}} for name, (summary, body) in bodies.items()}
 
 
 def _bound_request(schema: dict, info: ModelInfo, settings: Settings) -> None:
@@ -84,9 +84,10 @@ def build_openapi(info: ModelInfo, settings: Settings, example_ids: list[int]) -
     }
     return {
         "openapi": "3.1.0",
-        "info": {"title": "embedding-server", "version": "1",
-                 "description": f"OpenAI-compatible embeddings on CPU, serving `{info.id}` ({info.dimensions} "
-                                "dimensions). Every error is `{\"error\": {\"message\", \"type\", \"param\", \"code\"}}`."},
+        "info": {"title": "embedding-server", "version": "1", "description": (
+            f"OpenAI-compatible embeddings on CPU, serving `{info.id}` ({info.dimensions} dimensions). "
+            "`/embeddings` and `/models` answer like their `/v1/` twins. "
+            'Every error is `{"error": {"message", "type", "param", "code"}}`.')},
         "paths": paths,
         "components": {"schemas": schemas, "securitySchemes": BEARER},
     }
