@@ -64,3 +64,17 @@ def test_cli_fails_clearly_on_a_missing_directory(tmp_path):
                              str(tmp_path / "m")], cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert result.returncode == 1
     assert "looks like a path but is not a directory" in result.stderr
+
+
+def test_if_missing_keeps_a_prepared_directory(tiny_model_dir, tmp_path):
+    out = prepare(str(tiny_model_dir), tmp_path / "m")
+    (out / "marker").write_text("kept")
+    assert prepare("/no/such/model", out, if_missing=True) == out
+    assert (out / "marker").read_text() == "kept"
+
+
+def test_a_failed_prepare_leaves_no_partial_directory(tmp_path):
+    (tmp_path / "not-a-model").mkdir()
+    with pytest.raises(ModelSourceError, match="config.json"):
+        prepare(str(tmp_path / "not-a-model"), tmp_path / "m")
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["not-a-model"]
