@@ -37,7 +37,10 @@ metrics_dir = None
 accesslog = "-"
 errorlog = "-"
 loglevel = settings.log_level
-access_log_format = '%(h)s "%(r)s" %(s)s %(B)sB %(M)sms worker=%(p)s'
+# One line per request: when, who, what, status, size, duration, which worker, which client library.
+access_log_format = '%(t)s %(h)s "%(r)s" %(s)s %(B)sB %(M)sms worker=%(p)s agent="%(a)s"'
+# Successful /health and /metrics requests (probes, scrapes) stay out of the access log unless LOG_LEVEL=debug.
+logger_class = "embedding_app.access_log.QuietProbesLogger"
 
 model_source = None  # resolved once in the master, inherited by every worker
 

@@ -1,4 +1,4 @@
-"""GET /metrics: Prometheus text that adds up every gunicorn worker's requests, and forgets dead workers."""
+"""GET /metrics: Prometheus text that adds up every gunicorn worker's requests, and forgets dead workers; access log."""
 
 from __future__ import annotations
 
@@ -94,3 +94,11 @@ def test_a_replaced_worker_is_not_counted_twice(busy_server):
     assert samples[("embedding_workers", ())] == 2
     assert ("embedding_model_load_seconds", (("pid", str(victim)),)) not in samples
     assert embeddings_count(samples) == before  # the dead worker's requests still count
+
+
+def test_access_log_has_real_requests_but_not_probes_or_scrapes(busy_server):
+    requests.get(f"{busy_server.url}/v1/models", headers={"User-Agent": "probe-test/1.0"}, timeout=30)
+    log = busy_server.log()
+    assert re.search(r'\[\d+/\w+/\d{4}:[\d:]+ [+-]\d{4}\] 127\.0\.0\.1 "GET /v1/models HTTP/1\.1" 200 \d+B \d+ms '
+                     r'worker=<?\d+>? agent="probe-test/1\.0"', log), log[-2000:]
+    assert '"GET /health' not in log and '"GET /metrics' not in log
