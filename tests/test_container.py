@@ -12,6 +12,8 @@ from pathlib import Path
 
 import pytest
 
+from embedding_app.prepare import prepare
+
 from .server import ROOT, free_port
 
 ENGINE_SCRIPT = ROOT.parent / "shared" / "tools" / "container-engine.sh"
@@ -51,11 +53,11 @@ def compose(output_dir):
                EMBEDDING_PUBLISH=f"127.0.0.1:{port}")
     log = open(output_dir / "container.log", "w")
 
-    def run(*args: str, timeout: float = 120, check: bool = True, files=COMPOSE_FILES[0]) -> str:
+    def run(*args: str, timeout: float = 120, check: bool = True, files=COMPOSE_FILES[0], **more_env: str) -> str:
         log.write(f"$ docker compose {' '.join(files + list(args))}\n")
         log.flush()
-        result = subprocess.run(["docker", "compose", *files, *args], cwd=ROOT, env=env, capture_output=True,
-                                text=True, timeout=timeout)
+        result = subprocess.run(["docker", "compose", *files, *args], cwd=ROOT, env={**env, **more_env},
+                                capture_output=True, text=True, timeout=timeout)
         log.write(result.stdout + result.stderr)
         log.flush()
         if check and result.returncode != 0:
@@ -110,3 +112,12 @@ def test_stack_serves_metrics(stack):
     response = requests.get(f"{stack.url}/metrics", timeout=30)
     assert response.status_code == 200
     assert "embedding_workers 2.0" in response.text
+
+
+def test_local_model_override_serves_a_prepared_directory(stack, tiny_model_dir, tmp_path):
+    import requests
+
+    out = prepare(str(tiny_model_dir), tmp_path / "tiny")
+    stack("up", "-d", "--wait", files=COMPOSE_FILES[1], timeout=STACK_TIMEOUT, LOCAL_MODEL_DIR=str(out))
+    body = requests.post(f"{stack.url}/v1/embeddings", json={"input": "from the host"}, timeout=60).json()
+    assert (body["model"], len(body["data"][0]["embedding"])) == ("model", 32)  # the tiny model, named by its mount
