@@ -2,7 +2,9 @@
 
 import logging
 import os
+import shutil
 import sys
+import tempfile
 
 from embedding_app.model_source import ModelSourceError, resolve_model
 from embedding_app.settings import SettingsError, get_settings
@@ -28,20 +30,28 @@ preload_app = False
 control_socket_disable = True
 # The heartbeat file on tmpfs: a disk-backed /tmp (as in containers) can stall the heartbeat.
 worker_tmp_dir = "/dev/shm" if os.path.isdir("/dev/shm") else None
+# prometheus_client's per-worker metric files, made fresh by on_starting (also tmpfs: written per request).
+metrics_dir = None
 
 # --- Logging
 accesslog = "-"
 errorlog = "-"
 loglevel = settings.log_level
-access_log_format = '%(h)s "%(r)s" %(s)s %(B)sB %(M)sms worker=%(p)s'
+# One line per request: when, who, what, status, size, duration, which worker, which client library.
+access_log_format = '%(t)s %(h)s "%(r)s" %(s)s %(B)sB %(M)sms worker=%(p)s agent="%(a)s"'
+# Successful /health and /metrics requests (probes, scrapes) stay out of the access log unless LOG_LEVEL=debug.
+logger_class = "embedding_app.access_log.QuietProbesLogger"
 
 model_source = None  # resolved once in the master, inherited by every worker
 
 
 def on_starting(server):
-    """Resolve (and, for a Hub id, download) the model once, before any worker forks."""
-    global model_source
+    """Make the metrics directory, and resolve (for a Hub id, download) the model once, before any worker forks."""
+    global model_source, metrics_dir
     os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+    # prometheus_client picks multiprocess mode when it is first imported, i.e. in each worker after fork.
+    metrics_dir = tempfile.mkdtemp(prefix="embedding-metrics-", dir=worker_tmp_dir)
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = metrics_dir
     try:
         model_source = resolve_model(settings.model_name, settings.hf_token, settings.served_model_name)
     except ModelSourceError as exc:
@@ -56,10 +66,25 @@ def post_fork(server, worker):
     app_log.handlers = server.log.error_log.handlers
     app_log.setLevel(settings.log_level.upper())
     app_log.propagate = False
+    from embedding_app import metrics
     from embedding_app.runtime import load_worker_model
 
+    metrics.use_multiprocess_dir(metrics_dir)
     try:
         load_worker_model(settings, model_source)
     except Exception as exc:
         worker.log.error("cannot load model %s from %s: %s", model_source.served_name, model_source.path, exc)
         raise
+
+
+def child_exit(server, worker):
+    """Drop a dead worker's live gauges (worker count, load time); its counters stay in the totals."""
+    from prometheus_client import multiprocess
+
+    multiprocess.mark_process_dead(worker.pid, metrics_dir)
+
+
+def on_exit(server):
+    """Remove the metrics directory."""
+    if metrics_dir:
+        shutil.rmtree(metrics_dir, ignore_errors=True)

@@ -10,6 +10,7 @@ import numpy as np
 import torch
 from transformers import AutoModel, AutoTokenizer
 
+from . import metrics
 from .model_source import ModelSource
 from .pooling import POOLERS
 from .quantize import apply_mode
@@ -150,6 +151,7 @@ class Embedder:
         out = np.empty((len(sequences), self.info.dimensions), dtype=np.float32)
         for batch in self._batches(order, lengths):
             ids, mask = self._pad([sequences[i] for i in batch])
+            metrics.record_batch(len(batch))
             states = self.model(input_ids=ids, attention_mask=mask).last_hidden_state
             vectors = self.pool(states.float(), mask)  # pool in fp32 whatever the model's dtype
             if self.normalize:

@@ -81,6 +81,9 @@ def build_openapi(info: ModelInfo, settings: Settings, example_ids: list[int]) -
                                                     (401, 404), security=security, parameters=[model_id])},
         "/health": {"get": _operation("system", "health", "200 once this worker has its model", Health)},
         "/": {"get": _operation("system", "index", "What this server is and where to go next", ServerInfo)},
+        "/metrics": {"get": {"tags": ["system"], "operationId": "metrics", "summary": "Prometheus metrics of all workers",
+                             "responses": {"200": {"description": "Prometheus text exposition format",
+                                                   "content": {"text/plain": {"schema": {"type": "string"}}}}}}},
     }
     return {
         "openapi": "3.1.0",

@@ -5,7 +5,9 @@ from __future__ import annotations
 import logging
 import os
 import threading
+import time
 
+from . import metrics
 from .model_source import ModelSource, resolve_model
 from .settings import Settings, get_settings
 
@@ -26,7 +28,9 @@ def load_worker_model(settings: Settings, source: ModelSource):
     torch.set_grad_enabled(False)
     mode, reason = choose_mode(settings.quantize)
     log.info("pid %d: %s, %d torch thread(s)", os.getpid(), reason, settings.threads_per_worker)
+    started = time.perf_counter()
     _embedder = Embedder.load(source, settings, mode)
+    metrics.worker_ready(time.perf_counter() - started)
     return _embedder
 
 

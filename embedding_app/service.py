@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from . import metrics
 from .embedder import Embedder, InputError
 from .encoding import render_embeddings, shorten
 from .errors import ApiError
@@ -45,4 +46,5 @@ def embed_request(request: EmbeddingRequest, embedder: Embedder, settings: Setti
         raise ApiError(400, f"The request has {tokens} tokens, more than the limit of "
                             f"{settings.max_tokens_per_request} per request", param="input", code="too_many_tokens")
     vectors = shorten(embedder.embed(sequences), request.dimensions)
+    metrics.record_embeddings(len(sequences), tokens)
     return render_embeddings(vectors, request.encoding_format, embedder.info.id, tokens)

@@ -10,7 +10,7 @@ import pytest
 from .server import ROOT
 
 BLOCKS = re.findall(r"```(python|bash)\n(.*?)```", (ROOT / "README.md").read_text(), re.S)
-EXAMPLES = [(lang, code) for lang, code in BLOCKS if "localhost:7860" in code and "langchain" not in code]
+EXAMPLES = [(lang, code) for lang, code in BLOCKS if "localhost:7860" in code]
 
 
 def run_example(lang, code, url):
@@ -19,9 +19,9 @@ def run_example(lang, code, url):
     return subprocess.run(command, capture_output=True, text=True, timeout=120)
 
 
-def test_readme_has_curl_requests_openai_and_httpx_examples():
+def test_readme_has_curl_requests_openai_httpx_and_langchain_examples():
     text = "\n".join(code for _, code in EXAMPLES)
-    for needle in ("curl ", "import requests", "from openai import OpenAI", "httpx.AsyncClient"):
+    for needle in ("curl ", "import requests", "from openai import OpenAI", "httpx.AsyncClient", "OpenAIEmbeddings("):
         assert needle in text
 
 
@@ -30,5 +30,5 @@ def test_readme_example_runs(minilm_server, lang, code):
     result = run_example(lang, code, minilm_server.url)
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip()
-    if code.startswith("curl"):
+    if code.startswith("curl") and "/v1/embeddings" in code:
         assert len(json.loads(result.stdout)["data"]) == 2

@@ -1,0 +1,68 @@
+"""Prometheus metrics: HTTP requests, embedded texts and tokens, batch sizes, model load, live workers.
+
+Under gunicorn every worker writes its values to files in PROMETHEUS_MULTIPROC_DIR (set by
+gunicorn.conf.py before any worker starts) and /metrics merges them, so any worker answers for all.
+"""
+
+from __future__ import annotations
+
+from prometheus_client import REGISTRY, CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client.multiprocess import MultiProcessCollector
+
+# Latencies of one short text (~10 ms) up to a request near the token limit (minutes).
+LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300)
+SIZE_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 2048)
+
+REQUESTS = Counter("embedding_http_requests_total", "HTTP requests answered", ["route", "method", "status"])
+LATENCY = Histogram("embedding_http_request_duration_seconds", "Time to answer an HTTP request",
+                    ["route", "method", "status"], buckets=LATENCY_BUCKETS)
+INPUTS = Counter("embedding_inputs_total", "Inputs (texts or token-id lists) embedded")
+TOKENS = Counter("embedding_tokens_total", "Tokens embedded, special tokens included, padding excluded")
+REQUEST_INPUTS = Histogram("embedding_request_inputs", "Inputs per embeddings request", buckets=SIZE_BUCKETS)
+BATCH_SIZE = Histogram("embedding_batch_size", "Inputs per forward pass of the model", buckets=SIZE_BUCKETS)
+# live* modes: a worker's values vanish when gunicorn's child_exit marks it dead.
+MODEL_LOAD = Gauge("embedding_model_load_seconds", "Seconds the worker took to load its model",
+                   multiprocess_mode="liveall")
+WORKERS = Gauge("embedding_workers", "Worker processes with a loaded model", multiprocess_mode="livesum")
+
+_multiprocess_dir: str | None = None
+
+
+def use_multiprocess_dir(path: str) -> None:
+    """Merge every worker's values from this directory when rendering (called in each gunicorn worker)."""
+    global _multiprocess_dir
+    _multiprocess_dir = path
+
+
+def worker_ready(load_seconds: float) -> None:
+    """Count this process as a live worker that loaded its model in load_seconds."""
+    MODEL_LOAD.set(load_seconds)
+    WORKERS.set(1)
+
+
+def record_embeddings(inputs: int, tokens: int) -> None:
+    """Count one embeddings request's inputs and tokens."""
+    INPUTS.inc(inputs)
+    TOKENS.inc(tokens)
+    REQUEST_INPUTS.observe(inputs)
+
+
+def record_batch(size: int) -> None:
+    """Record the number of inputs in one forward pass."""
+    BATCH_SIZE.observe(size)
+
+
+def observe_request(route: str, method: str, status: int, seconds: float) -> None:
+    """Count one answered HTTP request and its latency."""
+    labels = (route, method, str(status))
+    REQUESTS.labels(*labels).inc()
+    LATENCY.labels(*labels).observe(seconds)
+
+
+def render() -> bytes:
+    """The metrics of all workers (or of this process outside gunicorn) in Prometheus text format."""
+    registry = REGISTRY
+    if _multiprocess_dir:
+        registry = CollectorRegistry()
+        MultiProcessCollector(registry, path=_multiprocess_dir)
+    return generate_latest(registry)

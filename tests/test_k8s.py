@@ -1,0 +1,80 @@
+"""deploy/k8s: schema-valid manifests (no cluster here) whose pieces fit together and fit the measured worker size."""
+
+from __future__ import annotations
+
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from .server import ROOT
+
+MANIFESTS = sorted((ROOT / "deploy" / "k8s").glob("*.yaml"))
+# Peak resident memory of one worker serving all-MiniLM-L6-v2 in fp32 with 8192-token batches (measured).
+WORKER_PEAK_MIB = 700
+
+
+def load(kind: str) -> dict:
+    """The one manifest of this kind."""
+    docs = [doc for path in MANIFESTS for doc in yaml.safe_load_all(path.read_text()) if doc["kind"] == kind]
+    assert len(docs) == 1, kind
+    return docs[0]
+
+
+def mebibytes(quantity: str) -> float:
+    number, unit = re.fullmatch(r"(\d+)(Mi|Gi)", quantity).groups()
+    return int(number) * (1024 if unit == "Gi" else 1)
+
+
+def test_manifests_pass_strict_schema_validation():
+    tool = shutil.which("kubernetes-validate", path=str(Path(sys.executable).parent))
+    assert tool, "kubernetes-validate not installed (see requirements-dev.txt)"
+    result = subprocess.run([tool, "--strict", *map(str, MANIFESTS)], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert result.stdout.count("passed") + result.stderr.count("passed") == len(MANIFESTS)
+
+
+@pytest.fixture(scope="module")
+def server_container() -> dict:
+    return load("Deployment")["spec"]["template"]["spec"]["containers"][0]
+
+
+def test_probes_use_health(server_container):
+    for probe in ("startupProbe", "readinessProbe", "livenessProbe"):
+        assert server_container[probe]["httpGet"]["path"] == "/health"
+
+
+def test_resources_fit_workers_times_threads(server_container):
+    config = load("ConfigMap")["data"]
+    workers, threads = int(config["EMBEDDING_SERVER_WORKERS"]), int(config["EMBEDDING_SERVER_THREADS_PER_WORKER"])
+    resources = server_container["resources"]
+    assert float(resources["requests"]["cpu"]) == workers * threads
+    assert mebibytes(resources["limits"]["memory"]) >= workers * WORKER_PEAK_MIB
+
+
+def test_pods_run_as_the_images_non_root_user():
+    pod = load("Deployment")["spec"]["template"]["spec"]
+    assert pod["securityContext"]["runAsNonRoot"] is True
+    assert f"USER {pod['securityContext']['runAsUser']}" in (ROOT / "Dockerfile").read_text()
+
+
+def test_service_and_autoscaler_target_the_deployment():
+    deployment, service, hpa = load("Deployment"), load("Service"), load("HorizontalPodAutoscaler")
+    labels = deployment["spec"]["template"]["metadata"]["labels"]
+    assert service["spec"]["selector"].items() <= labels.items()
+    assert hpa["spec"]["scaleTargetRef"]["name"] == deployment["metadata"]["name"]
+    assert hpa["spec"]["metrics"][0]["resource"]["name"] == "cpu"
+
+
+def test_model_volume_is_prepared_by_the_job_where_the_server_reads_it():
+    claim = load("PersistentVolumeClaim")["metadata"]["name"]
+    job = load("Job")["spec"]["template"]["spec"]
+    pod = load("Deployment")["spec"]["template"]["spec"]
+    for spec in (job, pod):
+        assert claim in [v.get("persistentVolumeClaim", {}).get("claimName") for v in spec["volumes"]]
+    out = job["containers"][0]["command"][job["containers"][0]["command"].index("--out") + 1]
+    assert load("ConfigMap")["data"]["MODEL_NAME"] == out
