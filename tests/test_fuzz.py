@@ -15,5 +15,5 @@ def test_schemathesis_finds_no_failures(minilm_server, output_dir):
     result = subprocess.run(command, capture_output=True, text=True, timeout=300, cwd=output_dir)
     (output_dir / "schemathesis.txt").write_text(result.stdout + result.stderr)
     assert result.returncode == 0, result.stdout[-5000:] + result.stderr[-2000:]
-    assert "Operations:       5 selected / 5 total" in result.stdout
+    assert "Operations:       6 selected / 6 total" in result.stdout
     assert " failed" not in result.stdout

@@ -27,6 +27,7 @@ def test_every_route_is_documented_with_its_statuses(document):
         "/v1/models/{model_id}": {"get": {"200", "401", "404"}},
         "/health": {"get": {"200"}},
         "/": {"get": {"200"}},
+        "/metrics": {"get": {"200"}},
     }
 
 
