@@ -2,6 +2,7 @@
 
 import logging
 import os
+import signal
 import sys
 
 from embedding_app.model_source import ModelSourceError, resolve_model
@@ -50,6 +51,10 @@ def on_starting(server):
     server.log.info("model %s from %s", model_source.served_name, model_source.path)
 
 
+# SIGHUP re-executes this file (model_source is None again) and calls on_reload, not on_starting.
+on_reload = on_starting
+
+
 def post_fork(server, worker):
     """Load and quantize the model in this worker; a failure stops gunicorn with the reason."""
     app_log = logging.getLogger("embedding_app")
@@ -63,3 +68,19 @@ def post_fork(server, worker):
     except Exception as exc:
         worker.log.error("cannot load model %s from %s: %s", model_source.served_name, model_source.path, exc)
         raise
+
+
+def post_worker_init(worker):
+    """On SIGTERM stop listening at once, so new connections are refused rather than queued behind a busy worker."""
+    # A worker finishing a long request keeps the shared listening socket open, and the kernel keeps
+    # accepting connections that are reset when it exits. Pointing this worker's copy of the socket at
+    # /dev/null lets the listener close once the master's copy is gone; select() then sees a readable
+    # fd, and the loop exits because alive is False. On HUP the new workers keep their own copies.
+    def stop_listening(signum, frame):
+        worker.handle_exit(signum, frame)
+        devnull = os.open(os.devnull, os.O_RDONLY)
+        for listener in worker.sockets:
+            os.dup2(devnull, listener.fileno())
+        os.close(devnull)
+
+    signal.signal(signal.SIGTERM, stop_listening)
