@@ -84,3 +84,20 @@ def post_worker_init(worker):
         os.close(devnull)
 
     signal.signal(signal.SIGTERM, stop_listening)
+
+
+def worker_abort(worker):
+    """On a timeout, answer the request in hand with an OpenAI-shaped 503 instead of gunicorn's empty 500."""
+    from flask import has_request_context, request
+
+    from embedding_app.errors import ApiError
+
+    # gunicorn calls this from its SIGABRT handler, then exits the worker; raising here unwinds the
+    # request instead, Flask renders the error, and the worker exits after sending it (alive is False).
+    if has_request_context():
+        worker.log.error("%s %s took longer than the %ds timeout: answering 503, then replacing this worker",
+                         request.method, request.path, settings.timeout)
+        # The same request would time out again: tell the OpenAI SDK not to retry it.
+        raise ApiError(503, f"The request took longer than this server's time limit of {settings.timeout}s "
+                            "(EMBEDDING_SERVER_TIMEOUT) and was stopped; send fewer or shorter inputs per request",
+                       code="timeout", headers={"x-should-retry": "false"})
