@@ -57,6 +57,11 @@ on_reload = on_starting
 
 def post_fork(server, worker):
     """Load and quantize the model in this worker; a failure stops gunicorn with the reason."""
+    # Until gunicorn installs the worker's handlers (after loading), the master's copies would swallow a
+    # stop signal and shutdown would wait the whole graceful timeout. A worker still loading serves
+    # nothing, so it exits at once; os._exit because libraries loading the model may swallow SystemExit.
+    for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGQUIT):
+        signal.signal(signum, lambda *_: os._exit(0))
     app_log = logging.getLogger("embedding_app")
     app_log.handlers = server.log.error_log.handlers
     app_log.setLevel(settings.log_level.upper())

@@ -34,11 +34,13 @@ class GunicornServer:
                     "EMBEDDING_SERVER_WORKERS": str(workers), "HF_HUB_OFFLINE": "1", **env}
         self.process: subprocess.Popen | None = None
 
-    def start(self, timeout: float = 120) -> "GunicornServer":
-        """Launch gunicorn and wait until every worker has loaded its model."""
+    def start(self, timeout: float = 120, wait: bool = True) -> "GunicornServer":
+        """Launch gunicorn and (unless wait is False) wait until every worker has loaded its model."""
         self.log_file = open(self.log_path, "w")
         self.process = subprocess.Popen([sys.executable, "-m", "gunicorn", "wsgi:app"], cwd=ROOT, env=self.env,
                                         stdout=self.log_file, stderr=subprocess.STDOUT)
+        if not wait:
+            return self
         deadline = time.monotonic() + timeout
         while self.log().count("loaded ") < self.workers:
             if self.process.poll() is not None:
