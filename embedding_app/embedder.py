@@ -111,8 +111,8 @@ class Embedder:
         for index, ids in enumerate(sequences):
             if ids and not 0 <= min(ids) <= max(ids) < self.info.vocab_size:
                 bad = next(i for i in ids if not 0 <= i < self.info.vocab_size)
-                raise InputError(index, f"token id {bad} is outside the model's vocabulary (0..{self.info.vocab_size - 1}). "
-                                        + TIKTOKEN_HINT)
+                raise InputError(index, f"token id {bad} is outside the model's vocabulary "
+                                        f"(0..{self.info.vocab_size - 1}). {TIKTOKEN_HINT}")
 
     def finish(self, sequences: list[list[int]], truncate: bool) -> list[list[int]]:
         """Add the model's special tokens, truncating (or rejecting) inputs longer than the model takes."""

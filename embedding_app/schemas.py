@@ -42,7 +42,8 @@ def _check_text(text: str, param: str) -> None:
     try:
         text.encode("utf-8")
     except UnicodeEncodeError:  # JSON can escape a lone surrogate that no tokenizer can encode
-        raise _invalid(param, f"'{param}' is not valid Unicode: it has an unpaired surrogate (\\ud800-\\udfff)") from None
+        raise _invalid(param, f"'{param}' is not valid Unicode: it has an unpaired surrogate "
+                              "(\\ud800-\\udfff)") from None
 
 
 def check_input(value: Any) -> Any:

@@ -92,7 +92,7 @@ class Load:
 
 @pytest.fixture(scope="module")
 def server(tiny_model_dir, output_dir):
-    """Real gunicorn with 2 workers on the tiny model and a 5 s timeout, shared by the kill, reload, timeout and load tests."""
+    """Real gunicorn: 2 workers, tiny model, 5 s timeout; shared by the kill, reload, timeout and load tests."""
     with GunicornServer(output_dir / "gunicorn-faults.log", workers=2, MODEL_NAME=str(tiny_model_dir),
                         EMBEDDING_SERVER_TIMEOUT="5", **SLOW) as server:
         yield server
