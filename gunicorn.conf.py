@@ -49,6 +49,9 @@ def on_starting(server):
         server.log.error("cannot load model %r: %s", settings.model_name or "default", exc)
         sys.exit(1)
     server.log.info("model %s from %s", model_source.served_name, model_source.path)
+    keys = len(settings.api_keys)
+    server.log.info("API key %s; CORS %s", f"required ({keys} configured)" if keys else "not required",
+                    ", ".join(settings.cors_allow_origins) or "off")
 
 
 # SIGHUP re-executes this file (model_source is None again) and calls on_reload, not on_starting.

@@ -112,6 +112,12 @@ def test_cors_headers_on_answers_and_on_401(make_client):
         assert response.headers["Access-Control-Allow-Origin"] == ORIGIN
 
 
+def test_cors_wildcard_allows_any_origin_with_explicit_headers(make_client):
+    response = preflight(make_client(cors_allow_origins=("*",)).options, origin="https://any.example")
+    assert response.headers["Access-Control-Allow-Origin"] in ("*", "https://any.example")  # flask-cors echoes it
+    assert "authorization" in response.headers["Access-Control-Allow-Headers"].lower()  # "*" would not cover it
+
+
 def test_cors_ignores_other_origins(make_client):
     response = preflight(make_client(cors_allow_origins=(ORIGIN,)).options, origin="https://evil.example")
     assert "Access-Control-Allow-Origin" not in response.headers
@@ -167,6 +173,7 @@ def test_secrets_never_reach_logs_or_error_bodies(secured_server):
                                                           **bearer(KEYS[0])}).text)
     log = secured_server.log()
     assert "loaded" in log and "/v1/embeddings" in log
+    assert f"API key required ({len(KEYS)} configured); CORS {ORIGIN}" in log
     for secret in (*KEYS, WRONG_KEY, HF_TOKEN):
         assert secret not in log
         assert not any(secret in body for body in bodies)
