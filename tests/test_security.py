@@ -1,5 +1,7 @@
 """API keys, CORS, trust_remote_code and secrets: in-process for the rules, real gunicorn for clients and logs."""
 
+import time
+
 import openai
 import pytest
 import requests
@@ -8,7 +10,7 @@ from embedding_app import create_app
 from embedding_app.auth import is_protected, key_matches
 from embedding_app.settings import Settings, settings_from_env
 
-from .server import GunicornServer
+from .server import GunicornServer, wait_until
 from .test_api import assert_error
 
 KEYS = ("sk-test-first-key", "sk-test-second-key")
@@ -151,12 +153,17 @@ def test_openai_client_with_api_key_works(secured_server):
 
 
 def test_openai_client_with_wrong_key_gets_401_and_does_not_retry(secured_server):
-    before = secured_server.log().count('"POST /v1/embeddings HTTP/1.1" 401')
+    def refusals():
+        return secured_server.log().count('"POST /v1/embeddings HTTP/1.1" 401')
+
+    before = refusals()
     client = openai.OpenAI(base_url=f"{secured_server.url}/v1", api_key=WRONG_KEY, max_retries=2)
     with pytest.raises(openai.AuthenticationError) as error:
         client.embeddings.create(model="tiny", input="x")
     assert error.value.status_code == 401 and error.value.body["code"] == "invalid_api_key"
-    assert secured_server.log().count('"POST /v1/embeddings HTTP/1.1" 401') == before + 1
+    wait_until(lambda: refusals() > before, 10, "the access log line")  # written just after the answer
+    time.sleep(0.5)
+    assert refusals() == before + 1
 
 
 def test_public_routes_and_preflight_over_http(secured_server):
