@@ -121,7 +121,8 @@ class Embedder:
             if len(ids) > self.room:
                 if not truncate:
                     raise InputError(index, f"input has {len(ids) + len(self.prefix) + len(self.suffix)} tokens, "
-                                            f"more than the model's maximum of {self.info.max_tokens}")
+                                            f"more than the limit of {self.info.max_tokens} per input "
+                                            "(the model's maximum or MAX_TOKENS_PER_INPUT), and TRUNCATE=false")
                 ids = ids[:self.room]
             finished.append(self.prefix + list(ids) + self.suffix)
         return finished
