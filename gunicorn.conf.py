@@ -3,6 +3,7 @@
 import logging
 import os
 import shutil
+import signal
 import sys
 import tempfile
 
@@ -45,23 +46,44 @@ logger_class = "embedding_app.access_log.QuietProbesLogger"
 model_source = None  # resolved once in the master, inherited by every worker
 
 
-def on_starting(server):
-    """Make the metrics directory, and resolve (for a Hub id, download) the model once, before any worker forks."""
-    global model_source, metrics_dir
+def _resolve_model(server):
+    """Resolve (for a Hub id, download) the model once in the master, before any worker forks."""
+    global model_source
     os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
-    # prometheus_client picks multiprocess mode when it is first imported, i.e. in each worker after fork.
-    metrics_dir = tempfile.mkdtemp(prefix="embedding-metrics-", dir=worker_tmp_dir)
-    os.environ["PROMETHEUS_MULTIPROC_DIR"] = metrics_dir
     try:
         model_source = resolve_model(settings.model_name, settings.hf_token, settings.served_model_name)
     except ModelSourceError as exc:
         server.log.error("cannot load model %r: %s", settings.model_name or "default", exc)
         sys.exit(1)
     server.log.info("model %s from %s", model_source.served_name, model_source.path)
+    keys = len(settings.api_keys)
+    server.log.info("API key %s; CORS %s", f"required ({keys} configured)" if keys else "not required",
+                    ", ".join(settings.cors_allow_origins) or "off")
+
+
+def on_starting(server):
+    """Make a fresh metrics directory, then resolve the model."""
+    global metrics_dir
+    # prometheus_client picks multiprocess mode when it is first imported, i.e. in each worker after fork.
+    metrics_dir = tempfile.mkdtemp(prefix="embedding-metrics-", dir=worker_tmp_dir)
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = metrics_dir
+    _resolve_model(server)
+
+
+def on_reload(server):
+    """SIGHUP re-executes this file (module state is reset): keep the metrics directory, resolve the model again."""
+    global metrics_dir
+    metrics_dir = os.environ["PROMETHEUS_MULTIPROC_DIR"]
+    _resolve_model(server)
 
 
 def post_fork(server, worker):
     """Load and quantize the model in this worker; a failure stops gunicorn with the reason."""
+    # Until gunicorn installs the worker's handlers (after loading), the master's copies would swallow a
+    # stop signal and shutdown would wait the whole graceful timeout. A worker still loading serves
+    # nothing, so it exits at once; os._exit because libraries loading the model may swallow SystemExit.
+    for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGQUIT):
+        signal.signal(signum, lambda *_: os._exit(0))
     app_log = logging.getLogger("embedding_app")
     app_log.handlers = server.log.error_log.handlers
     app_log.setLevel(settings.log_level.upper())
@@ -88,3 +110,36 @@ def on_exit(server):
     """Remove the metrics directory."""
     if metrics_dir:
         shutil.rmtree(metrics_dir, ignore_errors=True)
+
+
+def post_worker_init(worker):
+    """On SIGTERM stop listening at once, so new connections are refused rather than queued behind a busy worker."""
+    # A worker finishing a long request keeps the shared listening socket open, and the kernel keeps
+    # accepting connections that are reset when it exits. Pointing this worker's copy of the socket at
+    # /dev/null lets the listener close once the master's copy is gone; select() then sees a readable
+    # fd, and the loop exits because alive is False. On HUP the new workers keep their own copies.
+    def stop_listening(signum, frame):
+        worker.handle_exit(signum, frame)
+        devnull = os.open(os.devnull, os.O_RDONLY)
+        for listener in worker.sockets:
+            os.dup2(devnull, listener.fileno())
+        os.close(devnull)
+
+    signal.signal(signal.SIGTERM, stop_listening)
+
+
+def worker_abort(worker):
+    """On a timeout, answer the request in hand with an OpenAI-shaped 503 instead of gunicorn's empty 500."""
+    from flask import has_request_context, request
+
+    from embedding_app.errors import ApiError
+
+    # gunicorn calls this from its SIGABRT handler, then exits the worker; raising here unwinds the
+    # request instead, Flask renders the error, and the worker exits after sending it (alive is False).
+    if has_request_context():
+        worker.log.error("%s %s took longer than the %ds timeout: answering 503, then replacing this worker",
+                         request.method, request.path, settings.timeout)
+        # The same request would time out again: tell the OpenAI SDK not to retry it.
+        raise ApiError(503, f"The request took longer than this server's time limit of {settings.timeout}s "
+                            "(EMBEDDING_SERVER_TIMEOUT) and was stopped; send fewer or shorter inputs per request",
+                       code="timeout", headers={"x-should-retry": "false"})

@@ -10,6 +10,7 @@ from .settings import Settings, get_settings
 def create_app(settings: Settings | None = None) -> Flask:
     """Build the WSGI app: settings, error handlers and the blueprints."""
     from . import docs, routes, system
+    from .auth import require_api_key
     from .errors import register_error_handlers
 
     settings = settings or get_settings()
@@ -17,6 +18,14 @@ def create_app(settings: Settings | None = None) -> Flask:
     app.config["SETTINGS"] = settings
     app.config["MAX_CONTENT_LENGTH"] = settings.max_request_bytes  # larger bodies get 413 before parsing
     register_error_handlers(app)
+    if settings.api_keys:
+        require_api_key(app, settings.api_keys)
+    if settings.cors_allow_origins:
+        from flask_cors import CORS
+
+        # Browsers send Authorization and Content-Type on embeddings calls; the preflight must allow both.
+        CORS(app, origins=list(settings.cors_allow_origins), allow_headers=["Authorization", "Content-Type"],
+             methods=["GET", "POST", "OPTIONS"], max_age=600)
     app.register_blueprint(routes.bp)
     app.register_blueprint(system.bp)
     app.register_blueprint(docs.bp)

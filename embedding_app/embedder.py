@@ -19,6 +19,9 @@ from .settings import Settings
 log = logging.getLogger(__name__)
 # Larger batches of short texts stop paying off well before the token budget; this keeps latency even.
 MAX_BATCH_SIZE = 128
+# Out-of-vocabulary ids nearly always come from one client; say how to fix it rather than just refuse.
+TIKTOKEN_HINT = ("Token ids must be this model's own ids. LangChain's OpenAIEmbeddings sends OpenAI tiktoken ids "
+                 "unless created with check_embedding_ctx_length=False: set it, or send text.")
 
 
 class InputError(ValueError):
@@ -52,13 +55,14 @@ def _special_affixes(tokenizer) -> tuple[list[int], list[int]]:
     return [], []
 
 
-def _max_tokens(source: ModelSource, tokenizer, config) -> int:
-    """The model's input length: sentence-transformers' max_seq_length, else the tokenizer's, capped by positions."""
+def _max_tokens(source: ModelSource, tokenizer, config, cap: int = 0) -> int:
+    """The input length: sentence-transformers' max_seq_length, else the tokenizer's, capped by positions and cap."""
     limit = source.max_seq_length or tokenizer.model_max_length
     positions = getattr(config, "max_position_embeddings", None)
     if positions and (not limit or limit > positions):
         limit = positions
-    return int(limit or 512)
+    limit = int(limit or 512)
+    return min(limit, cap) if cap else limit
 
 
 class Embedder:
@@ -87,7 +91,7 @@ class Embedder:
             id=source.served_name,
             created=source.created,
             dimensions=int(model.config.hidden_size),
-            max_tokens=_max_tokens(source, tokenizer, model.config),
+            max_tokens=_max_tokens(source, tokenizer, model.config, settings.max_tokens_per_input),
             vocab_size=int(model.get_input_embeddings().num_embeddings),
             pooling=settings.pool_type or source.pooling or "mean",
             mode=mode,
@@ -108,7 +112,8 @@ class Embedder:
         for index, ids in enumerate(sequences):
             if ids and not 0 <= min(ids) <= max(ids) < self.info.vocab_size:
                 bad = next(i for i in ids if not 0 <= i < self.info.vocab_size)
-                raise InputError(index, f"token id {bad} is outside the model's vocabulary (0..{self.info.vocab_size - 1})")
+                raise InputError(index, f"token id {bad} is outside the model's vocabulary "
+                                        f"(0..{self.info.vocab_size - 1}). {TIKTOKEN_HINT}")
 
     def finish(self, sequences: list[list[int]], truncate: bool) -> list[list[int]]:
         """Add the model's special tokens, truncating (or rejecting) inputs longer than the model takes."""
@@ -117,7 +122,8 @@ class Embedder:
             if len(ids) > self.room:
                 if not truncate:
                     raise InputError(index, f"input has {len(ids) + len(self.prefix) + len(self.suffix)} tokens, "
-                                            f"more than the model's maximum of {self.info.max_tokens}")
+                                            f"more than the limit of {self.info.max_tokens} per input "
+                                            "(the model's maximum or MAX_TOKENS_PER_INPUT), and TRUNCATE=false")
                 ids = ids[:self.room]
             finished.append(self.prefix + list(ids) + self.suffix)
         return finished

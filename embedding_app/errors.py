@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 
 import orjson
-from flask import Flask, Response, request
+from flask import Flask, Response, current_app, request
 from werkzeug.exceptions import HTTPException, MethodNotAllowed
 
 log = logging.getLogger(__name__)
@@ -18,12 +18,14 @@ HTTP_CODES = {404: "not_found", 405: "method_not_allowed", 413: "request_too_lar
 class ApiError(Exception):
     """An error the API reports to the caller, with OpenAI's message, type, param and code."""
 
-    def __init__(self, status: int, message: str, *, param: str | None = None, code: str | None = None):
+    def __init__(self, status: int, message: str, *, param: str | None = None, code: str | None = None,
+                 headers: dict[str, str] | None = None):
         super().__init__(message)
         self.status = status
         self.message = message
         self.param = param
         self.code = code
+        self.headers = headers
 
 
 def error_type(status: int) -> str:
@@ -35,7 +37,7 @@ def error_response(error: ApiError) -> Response:
     """The JSON response for an ApiError."""
     body = {"error": {"message": error.message, "type": error_type(error.status),
                       "param": error.param, "code": error.code}}
-    return Response(orjson.dumps(body), status=error.status, mimetype="application/json")
+    return Response(orjson.dumps(body), status=error.status, mimetype="application/json", headers=error.headers)
 
 
 def _from_http(exc: HTTPException) -> ApiError:
@@ -43,6 +45,9 @@ def _from_http(exc: HTTPException) -> ApiError:
         message = f"Unknown route: {request.method} {request.path}"
     elif exc.code == 405:
         message = f"Method {request.method} is not allowed for {request.path}"
+    elif exc.code == 413:
+        message = (f"The request body is larger than this server's limit of "
+                   f"{current_app.config['MAX_CONTENT_LENGTH']} bytes (MAX_REQUEST_BYTES)")
     else:
         message = exc.description or exc.name
     return ApiError(exc.code or 500, message, code=HTTP_CODES.get(exc.code))

@@ -21,6 +21,7 @@ ERRORS = {
     413: "The body is larger than `MAX_REQUEST_BYTES`.",
     415: "The body is not `application/json`.",
     500: "A fault in the server; the message never carries a traceback.",
+    503: "The request ran past `EMBEDDING_SERVER_TIMEOUT` (code `timeout`, not retried); send less per request.",
 }
 BEARER = {"bearerAuth": {"type": "http", "scheme": "bearer", "description": "One of the keys in `API_KEY`."}}
 
@@ -67,7 +68,7 @@ def build_openapi(info: ModelInfo, settings: Settings, example_ids: list[int]) -
     security = [{"bearerAuth": []}] if settings.api_keys else [{}, {"bearerAuth": []}]
     embeddings = _operation(
         "embeddings", "createEmbedding", "Embed a string, strings, or token ids", EmbeddingResponse,
-        (400, 401, 404, 413, 415, 500), security=security,
+        (400, 401, 404, 413, 415, 500, 503), security=security,
         requestBody={"required": True, "content": {"application/json": {
             "schema": {"$ref": REF.format(model="EmbeddingRequest")},
             "examples": _request_examples(info, example_ids)}}})

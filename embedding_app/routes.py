@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from flask import Blueprint, Response, current_app, request
+from werkzeug.exceptions import RequestEntityTooLarge
 
 from .errors import ApiError
 from .runtime import get_embedder
@@ -20,6 +21,14 @@ def _model_card(info) -> dict:
     return {"id": info.id, "object": "model", "created": info.created, "owned_by": "embedding-server"}
 
 
+def _read_body() -> bytes:
+    """The raw body; a chunked one that reaches the limit gets 413 too (werkzeug just stops reading it)."""
+    body = request.get_data(cache=False)
+    if request.content_length is None and len(body) >= current_app.config["MAX_CONTENT_LENGTH"]:
+        raise RequestEntityTooLarge()
+    return body
+
+
 @bp.post("/v1/embeddings")
 @bp.post("/embeddings")
 def create_embeddings():
@@ -27,7 +36,7 @@ def create_embeddings():
     if request.mimetype not in ("", "application/json"):
         raise ApiError(415, f"Content-Type must be application/json, not {request.mimetype}",
                        code="unsupported_media_type")
-    parsed = parse_request(request.get_data(cache=False))
+    parsed = parse_request(_read_body())
     return _json(embed_request(parsed, get_embedder(), current_app.config["SETTINGS"]))
 
 

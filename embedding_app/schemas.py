@@ -36,11 +36,20 @@ def _check_token_ids(ids: list, param: str) -> None:
             raise _invalid(f"{param}[{j}]", f"'{param}[{j}]' must be a token id (integer), got {_kind(item)}")
 
 
+def _check_text(text: str, param: str) -> None:
+    if not text:
+        raise _invalid(param, f"'{param}' must not be an empty string")
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:  # JSON can escape a lone surrogate that no tokenizer can encode
+        raise _invalid(param, f"'{param}' is not valid Unicode: it has an unpaired surrogate "
+                              "(\\ud800-\\udfff)") from None
+
+
 def check_input(value: Any) -> Any:
     """Validate `input` with messages that name the offending element, e.g. input[3]."""
     if isinstance(value, str):
-        if not value:
-            raise _invalid("input", "'input' must not be an empty string")
+        _check_text(value, "input")
         return value
     if not isinstance(value, list):
         raise _invalid("input", f"'input' must be {INPUT_KINDS}; got {_kind(value)}")
@@ -53,8 +62,8 @@ def check_input(value: Any) -> Any:
         if _kind(item) != first:
             raise _invalid(f"input[{i}]", f"input[{i}] is {_kind(item)} but input[0] is {first}: "
                                           "all items of 'input' must be of one kind")
-        if first == "string" and not item:
-            raise _invalid(f"input[{i}]", f"input[{i}] must not be an empty string")
+        if first == "string":
+            _check_text(item, f"input[{i}]")
         if first == "array":
             _check_token_ids(item, f"input[{i}]")
     return value

@@ -21,8 +21,8 @@ def _sequences(request: EmbeddingRequest, embedder: Embedder, settings: Settings
     texts, ids = request.texts_or_ids()
     count = len(texts or ids)
     if count > settings.max_inputs:
-        raise ApiError(400, f"'input' has {count} items, more than the limit of {settings.max_inputs}",
-                       param="input", code="too_many_inputs")
+        raise ApiError(400, f"'input' has {count} items, more than this server's limit of "
+                            f"{settings.max_inputs} (MAX_INPUTS)", param="input", code="too_many_inputs")
     try:
         if ids is None:
             ids = embedder.tokenize(texts)
@@ -43,8 +43,9 @@ def embed_request(request: EmbeddingRequest, embedder: Embedder, settings: Setti
     sequences = _sequences(request, embedder, settings)
     tokens = sum(map(len, sequences))
     if tokens > settings.max_tokens_per_request:
-        raise ApiError(400, f"The request has {tokens} tokens, more than the limit of "
-                            f"{settings.max_tokens_per_request} per request", param="input", code="too_many_tokens")
+        raise ApiError(400, f"The request has {tokens} tokens, more than this server's limit of "
+                            f"{settings.max_tokens_per_request} per request (MAX_TOKENS_PER_REQUEST)",
+                       param="input", code="too_many_tokens")
     vectors = shorten(embedder.embed(sequences), request.dimensions)
     metrics.record_embeddings(len(sequences), tokens)
     return render_embeddings(vectors, request.encoding_format, embedder.info.id, tokens)

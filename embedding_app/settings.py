@@ -37,8 +37,10 @@ class Settings:
     trust_remote_code: bool = False
     truncate: bool = True
     max_inputs: int = 2048
+    max_tokens_per_input: int = 0  # 0 = the model's maximum; a larger value is capped at it
     max_tokens_per_request: int = 300_000
-    max_request_bytes: int = 16 * 1024 * 1024
+    # 2048 inputs of 256 tokens (or ~1000 characters) take 2-3 MB of JSON; 8 MiB leaves room for 512-token models.
+    max_request_bytes: int = 8 * 1024 * 1024
     batch_tokens: int = 8192
     api_keys: tuple[str, ...] = field(default=(), repr=False)  # never printed
     cors_allow_origins: tuple[str, ...] = ()
@@ -103,6 +105,7 @@ def settings_from_env(env: dict[str, str]) -> Settings:
         trust_remote_code=_bool(env, "TRUST_REMOTE_CODE", Settings.trust_remote_code),
         truncate=_bool(env, "TRUNCATE", Settings.truncate),
         max_inputs=_int(env, "MAX_INPUTS", Settings.max_inputs),
+        max_tokens_per_input=_int(env, "MAX_TOKENS_PER_INPUT", Settings.max_tokens_per_input),
         max_tokens_per_request=_int(env, "MAX_TOKENS_PER_REQUEST", Settings.max_tokens_per_request),
         max_request_bytes=_int(env, "MAX_REQUEST_BYTES", Settings.max_request_bytes, minimum=1024),
         batch_tokens=_int(env, "BATCH_TOKENS", Settings.batch_tokens, minimum=64),

@@ -22,6 +22,15 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
+def wait_until(condition, timeout: float, what: str) -> None:
+    """Poll condition every 0.1 s; fail naming what did not happen in time."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+        time.sleep(0.1)
+
+
 class GunicornServer:
     """gunicorn wsgi:app with the given settings; stop() ends it, its log stays readable."""
 
@@ -34,11 +43,13 @@ class GunicornServer:
                     "EMBEDDING_SERVER_WORKERS": str(workers), "HF_HUB_OFFLINE": "1", **env}
         self.process: subprocess.Popen | None = None
 
-    def start(self, timeout: float = 120) -> "GunicornServer":
-        """Launch gunicorn and wait until every worker has loaded its model."""
+    def start(self, timeout: float = 120, wait: bool = True) -> "GunicornServer":
+        """Launch gunicorn and (unless wait is False) wait until every worker has loaded its model."""
         self.log_file = open(self.log_path, "w")
         self.process = subprocess.Popen([sys.executable, "-m", "gunicorn", "wsgi:app"], cwd=ROOT, env=self.env,
                                         stdout=self.log_file, stderr=subprocess.STDOUT)
+        if not wait:
+            return self
         deadline = time.monotonic() + timeout
         while self.log().count("loaded ") < self.workers:
             if self.process.poll() is not None:

@@ -1,6 +1,7 @@
 """The HTTP contract through Flask's test client on the tiny model: shapes, order, usage, errors."""
 
 import base64
+import json
 
 import numpy as np
 import pytest
@@ -132,7 +133,8 @@ def test_wrong_content_type_gets_415(client):
 
 def test_too_many_inputs(make_client):
     client = make_client(max_inputs=3)
-    assert_error(embed(client, input=["a"] * 4), 400, param="input", code="too_many_inputs")
+    error = assert_error(embed(client, input=["a"] * 4), 400, param="input", code="too_many_inputs")
+    assert "3" in error["message"] and "MAX_INPUTS" in error["message"]
     assert embed(client, input=["a"] * 3).status_code == 200
 
 
@@ -147,9 +149,34 @@ def test_truncate_off_rejects_long_input_with_its_index(make_client):
     assert str(TINY_MAX_TOKENS) in error["message"]
 
 
-def test_body_over_the_limit_gets_413(make_client):
+def test_truncate_off_rejects_long_token_ids_too(make_client, tiny_embedder):
+    client = make_client(truncate=False)
+    ids = tiny_embedder.tokenize(["word " * 50])[0]
+    error = assert_error(embed(client, input=[[7592], ids]), 400, param="input[1]")
+    assert str(len(ids) + 2) in error["message"] and str(TINY_MAX_TOKENS) in error["message"]
+
+
+def test_body_over_the_limit_gets_413_naming_the_limit(make_client):
     client = make_client(max_request_bytes=2048)
-    assert_error(embed(client, input="x" * 5000), 413)
+    error = assert_error(embed(client, input="x" * 5000), 413, code="request_too_large")
+    assert "2048" in error["message"] and "MAX_REQUEST_BYTES" in error["message"]
+
+
+def test_default_body_limit_fits_2048_inputs_of_1000_characters(client):
+    from embedding_app.settings import Settings
+
+    body = json.dumps({"input": ["word " * 200] * 2048}).encode()
+    assert len(body) < Settings().max_request_bytes
+
+
+def test_out_of_vocabulary_ids_name_the_langchain_flag(client):
+    error = assert_error(embed(client, input=[100_256]), 400, param="input")
+    assert "check_embedding_ctx_length=False" in error["message"]
+
+
+def test_lone_surrogate_is_a_400_not_a_500(client):
+    response = client.post("/v1/embeddings", data=b'{"input": ["ok", "\\udc80"]}', content_type="application/json")
+    assert_error(response, 400, param="input[1]")
 
 
 def test_unknown_route_and_method(client):

@@ -75,3 +75,15 @@ def test_pool_type_setting_overrides_the_model_config(tiny_model_dir, tiny_embed
     sequences = bos.finish(bos.tokenize(["pooling decides this vector"]), True)
     assert bos.info.pooling == "bos"
     assert cosine(bos.embed(sequences)[0], tiny_embedder.embed(sequences)[0]) < 0.999
+
+
+@pytest.mark.parametrize("cap, expected", [(8, 8), (1000, TINY_MAX_TOKENS)])
+def test_max_tokens_per_input_lowers_but_never_raises_the_model_limit(tiny_model_dir, cap, expected):
+    from embedding_app.embedder import Embedder
+    from embedding_app.model_source import resolve_model
+    from embedding_app.settings import Settings
+
+    embedder = Embedder.load(resolve_model(str(tiny_model_dir), None), Settings(max_tokens_per_input=cap), "fp32")
+    assert embedder.info.max_tokens == expected
+    [ids] = embedder.finish(embedder.tokenize(["word " * 100]), truncate=True)
+    assert len(ids) == expected

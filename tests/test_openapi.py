@@ -22,7 +22,7 @@ def test_every_route_is_documented_with_its_statuses(document):
                 for path, item in document["paths"].items()}
     assert document["openapi"].startswith("3.1")
     assert statuses == {
-        "/v1/embeddings": {"post": {"200", "400", "401", "404", "413", "415", "500"}},
+        "/v1/embeddings": {"post": {"200", "400", "401", "404", "413", "415", "500", "503"}},
         "/v1/models": {"get": {"200", "401"}},
         "/v1/models/{model_id}": {"get": {"200", "401", "404"}},
         "/health": {"get": {"200"}},

@@ -37,3 +37,15 @@ def test_secrets_are_not_in_repr():
     settings = settings_from_env({"HF_TOKEN": "hf_secret", "API_KEY": "sk-secret"})
     assert "secret" not in repr(settings)
     assert settings.hf_token == "hf_secret"
+
+
+def test_limits_and_security_settings_are_parsed():
+    settings = settings_from_env({"MAX_TOKENS_PER_INPUT": "128", "MAX_REQUEST_BYTES": "4096", "TRUNCATE": "no",
+                                  "CORS_ALLOW_ORIGINS": "https://a.example, https://b.example",
+                                  "TRUST_REMOTE_CODE": "yes"})
+    assert (settings.max_tokens_per_input, settings.max_request_bytes, settings.truncate) == (128, 4096, False)
+    assert settings.cors_allow_origins == ("https://a.example", "https://b.example")
+    assert settings.trust_remote_code is True
+    defaults = Settings()
+    assert (defaults.max_tokens_per_input, defaults.max_request_bytes) == (0, 8 * 1024 * 1024)
+    assert defaults.api_keys == () and defaults.cors_allow_origins == () and defaults.trust_remote_code is False

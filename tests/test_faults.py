@@ -1,0 +1,202 @@
+"""Faults against real gunicorn on the tiny model: kill -9, reload, timeout, SIGTERM under load, a long load test."""
+
+import os
+import random
+import signal
+import threading
+import time
+from pathlib import Path
+
+import openai
+import pytest
+import requests
+
+from .server import GunicornServer, wait_until
+
+# 64-token batches of the tiny model cost ~0.3 ms per input on one core: tens of thousands take seconds.
+SLOW = {"BATCH_TOKENS": "64", "MAX_INPUTS": "100000", "MAX_TOKENS_PER_REQUEST": "100000000", "QUANTIZE": "false",
+        "SERVED_MODEL_NAME": "tiny"}
+LOAD_SECONDS = float(os.environ.get("LOAD_TEST_SECONDS", "60"))
+WORDS = "the quick brown fox jumps over a lazy dog while embeddings of many sentences are computed".split()
+
+
+def slow_input(count: int, token_ids: bool = False) -> dict:
+    """A request that keeps a worker busy for seconds; token ids skip tokenization, one long call into Rust."""
+    if token_ids:
+        return {"input": [[1000 + i % 20000] * 14 for i in range(count)]}
+    return {"input": [f"sentence number {i} with a few more words" for i in range(count)]}
+
+
+def rss_kib(pid: int) -> int:
+    """Resident memory of a process, from /proc."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1])
+    raise AssertionError(f"no VmRSS for {pid}")
+
+
+def cpu_seconds(pid: int) -> float:
+    """User plus system CPU time of a process, from /proc."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+class Load:
+    """Client threads posting small, varied embeddings requests until stopped; outcomes are counted."""
+
+    def __init__(self, url: str, clients: int):
+        self.url = f"{url}/v1/embeddings"
+        self.ok = 0
+        self.failures: list[str] = []
+        self.lock = threading.Lock()
+        self.running = True
+        self.threads = [threading.Thread(target=self._run, args=(seed,), daemon=True) for seed in range(clients)]
+
+    def _run(self, seed: int) -> None:
+        rng = random.Random(seed)
+        while self.running:
+            texts = [" ".join(rng.choices(WORDS, k=rng.randint(1, 40))) for _ in range(rng.randint(1, 16))]
+            body = {"input": texts, "encoding_format": rng.choice(["float", "base64"])}
+            try:
+                response = requests.post(self.url, json=body, timeout=60)
+                outcome = None if response.status_code == 200 else f"HTTP {response.status_code}"
+            except requests.RequestException as exc:
+                outcome = type(exc).__name__
+            with self.lock:
+                if outcome is None:
+                    self.ok += 1
+                else:
+                    self.failures.append(outcome)
+            if outcome is not None:
+                time.sleep(0.05)  # a refused connection returns at once: do not spin
+
+    def wait_for_successes(self, count: int, timeout: float = 60) -> None:
+        target = self.ok + count
+        wait_until(lambda: self.ok >= target, timeout, f"{count} more successful requests")
+
+    def __enter__(self) -> "Load":
+        for thread in self.threads:
+            thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.running = False
+        for thread in self.threads:
+            thread.join(90)
+
+
+@pytest.fixture(scope="module")
+def server(tiny_model_dir, output_dir):
+    """Real gunicorn: 2 workers, tiny model, 5 s timeout; shared by the kill, reload, timeout and load tests."""
+    with GunicornServer(output_dir / "gunicorn-faults.log", workers=2, MODEL_NAME=str(tiny_model_dir),
+                        EMBEDDING_SERVER_TIMEOUT="5", **SLOW) as server:
+        yield server
+
+
+def test_killed_worker_is_replaced_and_only_its_request_fails(server):
+    victim, survivor = server.worker_pids()
+    loaded = server.log().count("loaded ")
+    with Load(server.url, clients=4) as load:
+        load.wait_for_successes(20)
+        os.kill(victim, signal.SIGKILL)
+        served_at_kill = load.ok
+        wait_until(lambda: server.log().count("loaded ") > loaded, 90, "a replacement worker")
+        assert load.ok > served_at_kill  # the other worker kept answering meanwhile
+        load.wait_for_successes(20)
+    pids = server.worker_pids()
+    assert len(pids) == 2 and survivor in pids and victim not in pids
+    assert len(load.failures) <= 1, load.failures  # a sync worker had at most one request in hand
+
+
+def test_reload_with_hup_keeps_serving(server):
+    old = set(server.worker_pids())
+    loaded = server.log().count("loaded ")
+    with Load(server.url, clients=4) as load:
+        load.wait_for_successes(10)
+        server.process.send_signal(signal.SIGHUP)
+        wait_until(lambda: server.log().count("loaded ") >= loaded + 2, 90, "two reloaded workers")
+        wait_until(lambda: len(server.worker_pids()) == 2, 30, "the old workers to exit")
+        load.wait_for_successes(20)
+    assert not old & set(server.worker_pids())
+    assert load.failures == []
+
+
+def test_request_past_the_timeout_gets_503_and_only_its_worker_is_replaced(server):
+    loaded = server.log().count("loaded ")
+    client = openai.OpenAI(base_url=f"{server.url}/v1", api_key="unused", max_retries=2)
+    with Load(server.url, clients=2) as load:
+        started = time.monotonic()
+        with pytest.raises(openai.InternalServerError) as error:
+            # Python runs gunicorn's abort handler between bytecodes: short torch calls let it run promptly.
+            client.embeddings.create(model="tiny", **slow_input(60_000, token_ids=True))
+        assert time.monotonic() - started < 30
+        wait_until(lambda: server.log().count("loaded ") > loaded, 90, "a replacement worker")
+        load.wait_for_successes(10)
+    assert error.value.status_code == 503 and error.value.body["code"] == "timeout"
+    assert "EMBEDDING_SERVER_TIMEOUT" in error.value.body["message"]
+    log = server.log()
+    assert "WORKER TIMEOUT" in log and "Traceback" not in log
+    assert log.count('"POST /v1/embeddings HTTP/1.1" 503') == 1  # x-should-retry: false, so no retries
+    assert len(server.worker_pids()) == 2
+    assert load.failures == [], load.failures
+
+
+def test_load_at_four_times_workers_has_no_errors_and_flat_memory(server):
+    pids = server.worker_pids()
+    with Load(server.url, clients=4 * len(pids)) as load:
+        time.sleep(min(10.0, LOAD_SECONDS / 4))  # warm-up: allocator pools and caches reach their size
+        before = {pid: rss_kib(pid) for pid in pids}
+        served_before = load.ok
+        time.sleep(LOAD_SECONDS)
+        after = {pid: rss_kib(pid) for pid in pids}
+    print(f"\n{load.ok - served_before} requests in {LOAD_SECONDS:.0f}s; RSS KiB before {before} after {after}")
+    assert load.failures == [] and load.ok - served_before > 100
+    assert set(server.worker_pids()) == set(pids)
+    for pid in pids:
+        assert after[pid] - before[pid] < 16 * 1024, f"worker {pid} grew from {before[pid]} to {after[pid]} KiB"
+
+
+def test_sigterm_finishes_in_flight_requests_and_refuses_new_ones(tiny_model_dir, output_dir):
+    server = GunicornServer(output_dir / "gunicorn-sigterm.log", workers=2, MODEL_NAME=str(tiny_model_dir),
+                            EMBEDDING_SERVER_TIMEOUT="60", **SLOW).start()
+    try:
+        workers = server.worker_pids()
+        busy = {pid: cpu_seconds(pid) for pid in workers}
+        result = {}
+
+        def slow():
+            result["response"] = requests.post(f"{server.url}/v1/embeddings", json=slow_input(20_000), timeout=120)
+
+        thread = threading.Thread(target=slow)
+        thread.start()
+        # Wait until a worker is computing the slow request, not merely until it was sent.
+        wait_until(lambda: any(cpu_seconds(pid) - busy[pid] > 1.0 for pid in workers), 60, "the slow request")
+        with Load(server.url, clients=2) as load:
+            load.wait_for_successes(5)
+            served = load.ok
+            server.process.send_signal(signal.SIGTERM)
+            time.sleep(0.5)
+            for _ in range(3):
+                started = time.monotonic()
+                with pytest.raises(requests.ConnectionError):
+                    requests.post(f"{server.url}/v1/embeddings", json={"input": "late"}, timeout=30)
+                assert time.monotonic() - started < 2  # refused at once, not queued until the busy worker exits
+            thread.join(120)
+        assert result["response"].status_code == 200 and len(result["response"].json()["data"]) == 20_000
+        assert server.process.wait(60) == 0
+        assert load.ok >= served and not any(failure.startswith("HTTP") for failure in load.failures)
+        assert "Traceback" not in server.log()
+    finally:
+        server.stop()
+
+
+def test_sigterm_while_workers_load_stops_at_once(tiny_model_dir, output_dir):
+    server = GunicornServer(output_dir / "gunicorn-boot-sigterm.log", workers=2, MODEL_NAME=str(tiny_model_dir),
+                            EMBEDDING_SERVER_TIMEOUT="60").start(wait=False)
+    wait_until(lambda: server.log().count("Booting worker") == 2, 60, "two workers to fork")
+    time.sleep(0.5)
+    assert "loaded " not in server.log()
+    started = time.monotonic()
+    assert server.stop() == 0
+    assert time.monotonic() - started < 10  # not the 60 s graceful timeout
+    assert "Traceback" not in server.log()
