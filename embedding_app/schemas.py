@@ -195,9 +195,10 @@ def _reject_constant(name: str) -> None:
 
 
 def _parse_float(text: str) -> float | int:
-    """JSON has one number type: 8.0 is the integer 8 (as JSON Schema says), 2.5 stays a float."""
+    """JSON has one number type: 8.0 is the integer 8 (as JSON Schema says); 2.5 and 1e308 stay floats."""
     value = float(text)
-    return int(value) if value.is_integer() else value
+    # Beyond 2**53 a float no longer stands for one exact integer, so it is not taken as one.
+    return int(value) if value.is_integer() and abs(value) <= 2**53 else value
 
 
 def _location(loc: tuple) -> str:
