@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import os
 import threading
+import time
 
 from .model_source import ModelSource, resolve_model
 from .settings import Settings, get_settings
@@ -17,6 +18,11 @@ _embedder = None
 def load_worker_model(settings: Settings, source: ModelSource):
     """Set this process's torch threads, then load and quantize the model into the holder."""
     global _embedder
+    started = time.perf_counter()
+    # The Rust tokenizer's thread pool defaults to every core; held to the worker's thread budget it
+    # cannot steal the cores other workers' torch threads run on. Set before the pool first starts.
+    os.environ["RAYON_NUM_THREADS"] = str(settings.threads_per_worker)
+    os.environ["TOKENIZERS_PARALLELISM"] = "true" if settings.threads_per_worker > 1 else "false"
     import torch  # only ever imported in a worker: torch state is not fork-safe
 
     from .embedder import Embedder
@@ -27,6 +33,7 @@ def load_worker_model(settings: Settings, source: ModelSource):
     mode, reason = choose_mode(settings.quantize)
     log.info("pid %d: %s, %d torch thread(s)", os.getpid(), reason, settings.threads_per_worker)
     _embedder = Embedder.load(source, settings, mode)
+    log.info("pid %d: ready %.2fs after fork", os.getpid(), time.perf_counter() - started)
     return _embedder
 
 
