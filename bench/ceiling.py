@@ -4,15 +4,6 @@ from __future__ import annotations
 
 import multiprocessing
 import time
-from dataclasses import dataclass
-
-
-@dataclass(frozen=True)
-class Ceiling:
-    """Throughput of `workers` plain processes embedding the workload, and one such process's RSS."""
-
-    texts_per_s: float
-    rss_mb: float
 
 
 def rss_mb(pid: int | str = "self") -> float:
@@ -23,34 +14,53 @@ def rss_mb(pid: int | str = "self") -> float:
     return 0.0
 
 
-def _worker(share, quantize, threads, start, results, passes) -> None:
+def _worker(share, quantize, threads, commands, results) -> None:
     from embedding_app.model_source import resolve_model
     from embedding_app.runtime import load_worker_model
     from embedding_app.settings import Settings
 
     settings = Settings(quantize=quantize, threads_per_worker=threads)
     embedder = load_worker_model(settings, resolve_model("", None))  # the code path a gunicorn worker takes
-    start.wait()
-    seconds = float("inf")
-    for _ in range(passes):  # the best pass: other processes on a shared machine only ever slow one down
+    for texts in share:  # warm-up pass: one-off kernel set-up for every batch shape, as the server had
+        embedder.embed(embedder.finish(embedder.tokenize(texts), True))
+    results.put(("ready", rss_mb()))
+    while commands.get():
         began = time.perf_counter()
         for texts in share:
             embedder.embed(embedder.finish(embedder.tokenize(texts), True))
-        seconds = min(seconds, time.perf_counter() - began)
-    results.put((sum(map(len, share)) / seconds, rss_mb()))
+        results.put(("rate", sum(map(len, share)) / (time.perf_counter() - began)))
 
 
-def measure_ceiling(workload: list[list[str]], quantize: str, workers: int, threads: int, passes: int = 2) -> Ceiling:
-    """Split the requests over `workers` fresh processes (like gunicorn's) and time them running together."""
-    context = multiprocessing.get_context("spawn")  # torch must not be forked from a process that used it
-    start, results = context.Barrier(workers + 1), context.Queue()
-    processes = [context.Process(target=_worker, args=(workload[i::workers], quantize, threads, start, results, passes))
-                 for i in range(workers)]
-    for process in processes:
-        process.start()
-    start.wait()
-    outcomes = [results.get(timeout=1800) for _ in processes]
-    for process in processes:
-        process.join()
-    # Summed per-process rates: the ceiling a perfectly balanced server would reach.
-    return Ceiling(sum(rate for rate, _ in outcomes), max(rss for _, rss in outcomes))
+class CeilingProcesses:
+    """`workers` fresh processes holding the model like gunicorn's workers, each timed on its share of requests."""
+
+    def __init__(self, workload: list[list[str]], quantize: str, workers: int, threads: int):
+        context = multiprocessing.get_context("spawn")  # torch must not be forked from a process that used it
+        self.results = context.Queue()
+        self.commands = [context.Queue() for _ in range(workers)]
+        self.processes = [context.Process(target=_worker, daemon=True,
+                                          args=(workload[i::workers], quantize, threads, self.commands[i],
+                                                self.results)) for i in range(workers)]
+
+    def __enter__(self) -> "CeilingProcesses":
+        for process in self.processes:
+            process.start()
+        self.rss_mb = max(self._collect("ready"))
+        return self
+
+    def _collect(self, kind: str) -> list[float]:
+        replies = [self.results.get(timeout=1800) for _ in self.processes]
+        assert all(k == kind for k, _ in replies), replies
+        return [value for _, value in replies]
+
+    def measure(self) -> float:
+        """Texts/s of all processes embedding their shares at once (summed: a perfectly balanced server)."""
+        for commands in self.commands:
+            commands.put(True)
+        return sum(self._collect("rate"))
+
+    def __exit__(self, *exc) -> None:
+        for commands in self.commands:
+            commands.put(False)
+        for process in self.processes:
+            process.join(60)

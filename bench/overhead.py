@@ -48,8 +48,8 @@ def measure_overhead(texts: list[str], quantize: str, threads: int, sizes: tuple
             "encode float": lambda: render_embeddings(vectors, "float", embedder.info.id, 0),
             "encode base64": lambda: render_embeddings(vectors, "base64", embedder.info.id, 0),
         }
-        timings = {name: _median_ms(step, repeats if name != "forward" else max(1, repeats // 3))
-                   for name, step in stages.items()}
+        slow = size >= 64  # a large request's forward takes seconds: two runs are enough
+        timings = {name: _median_ms(step, 2 if name == "forward" and slow else repeats) for name, step in stages.items()}
         timings["forward"] -= timings["pool"]
         results[size] = timings
     return results
