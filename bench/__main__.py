@@ -115,6 +115,26 @@ def overhead_section(texts, quantize: str, threads: int, sizes, repeats: int) ->
     return table(["request", *(f"{s} ms" for s in STAGES), "float ÷ forward", "base64 ÷ forward"], rows)
 
 
+def server_sections(workload, plan: dict, emit) -> None:
+    """The workers x threads sweep, memory and start-up, then every mode served with the default config."""
+    sweep = {}
+    for config in plan["sweep"]:
+        workers, threads = map(int, config.split("x"))
+        sweep[config] = serve(workload, "true", workers, threads, plan["concurrency"], plan["rounds"])
+    emit("Workers × threads (QUANTIZE=true)", table(LOAD_HEADER, [row for c, run in sweep.items()
+                                                                   for row in load_rows(c, run)]))
+    emit("Memory and start-up (RSS MB)", table(["config", "worker RSS", "raw model process RSS", "ratio",
+                                                "ready after fork s"],
+                                               [memory_row(c, run) for c, run in sweep.items()]))
+    workers, threads = map(int, DEFAULT_CONFIG.split("x"))
+    default = sweep.get(DEFAULT_CONFIG)
+    by_mode = {"true": {**default, "loads": default["loads"][-1:]}} if default else {}
+    for mode in plan["server_modes"]:
+        by_mode[mode] = serve(workload, mode, workers, threads, plan["concurrency"][-1:], plan["rounds"])
+    emit(f"Server per mode ({DEFAULT_CONFIG}, saturated)",
+         table(LOAD_HEADER, [row for m, run in by_mode.items() for row in load_rows(m, run)]))
+
+
 def main() -> None:
     """Run the benchmarks, print the tables and save them to bench/results/report.md."""
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
@@ -140,22 +160,7 @@ def main() -> None:
     print(sections[0] + "\n", flush=True)
     emit("Quantization modes (in-process, 2 threads, batch 32; speed is vs fp32 in the same run)",
          mode_section(plan["rounds"]))
-    sweep = {}
-    for config in plan["sweep"]:
-        workers, threads = map(int, config.split("x"))
-        sweep[config] = serve(workload, "true", workers, threads, plan["concurrency"], plan["rounds"])
-    emit("Workers × threads (QUANTIZE=true)", table(LOAD_HEADER, [row for c, run in sweep.items()
-                                                                   for row in load_rows(c, run)]))
-    emit("Memory and start-up (RSS MB)", table(["config", "worker RSS", "raw model process RSS", "ratio",
-                                                "ready after fork s"],
-                                               [memory_row(c, run) for c, run in sweep.items()]))
-    workers, threads = map(int, DEFAULT_CONFIG.split("x"))
-    default = sweep.get(DEFAULT_CONFIG)
-    by_mode = {"true": {**default, "loads": default["loads"][-1:]}} if default else {}
-    for mode in plan["server_modes"]:
-        by_mode[mode] = serve(workload, mode, workers, threads, plan["concurrency"][-1:], plan["rounds"])
-    emit(f"Server per mode ({DEFAULT_CONFIG}, saturated)",
-         table(LOAD_HEADER, [row for m, run in by_mode.items() for row in load_rows(m, run)]))
+    server_sections(workload, plan, emit)
     emit("Per-request overhead (in-process, QUANTIZE=true, 2 threads, texts <= 48 tokens; forward excludes pool)",
          overhead_section(short, "true", 2, plan["sizes"], plan["repeats"]))
     (RESULTS / "report.md").write_text("\n\n".join(sections) + "\n")

@@ -49,7 +49,8 @@ def measure_overhead(texts: list[str], quantize: str, threads: int, sizes: tuple
             "encode base64": lambda: render_embeddings(vectors, "base64", embedder.info.id, 0),
         }
         slow = size >= 64  # a large request's forward takes seconds: two runs are enough
-        timings = {name: _median_ms(step, 2 if name == "forward" and slow else repeats) for name, step in stages.items()}
+        timings = {name: _median_ms(step, 2 if name == "forward" and slow else repeats)
+                   for name, step in stages.items()}
         timings["forward"] -= timings["pool"]
         results[size] = timings
     return results
