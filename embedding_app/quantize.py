@@ -9,8 +9,11 @@ from pathlib import Path
 import torch
 from torch import nn
 
-# Modes that keep cosine >= 0.999 to fp32 on tests/data (see BENCHMARKS.md); only these may be auto-picked.
+# Modes that keep cosine >= 0.999 to fp32 on tests/data (tests/test_quantization.py); only these may be auto-picked.
 FAITHFUL_MODES = ("fp32", "bf16")
+# Faster but measurably different vectors (min cosine 0.86-0.96, batch-dependent; BENCHMARKS.md): opt-in only.
+UNFAITHFUL_MODES = ("int8", "int8-ffn-fp32")
+NATIVE_BF16_FLAGS = ("avx512_bf16", "amx_bf16", "bf16")  # x86 AVX512-BF16 / AMX, Arm BF16
 
 
 def cpu_flags() -> set[str]:
@@ -25,21 +28,27 @@ def cpu_flags() -> set[str]:
     return set()
 
 
-def has_native_bf16(flags: set[str]) -> bool:
-    """True when the CPU computes bf16 in hardware (else bf16 is emulated and slower than fp32)."""
-    return bool(flags & {"avx512_bf16", "amx_bf16", "bf16"}) and platform.machine() in ("x86_64", "aarch64", "arm64")
+def native_bf16_flag(flags: set[str]) -> str | None:
+    """The CPU flag that shows hardware bf16 math, or None (then bf16 is emulated and can be slower than fp32)."""
+    if platform.machine() not in ("x86_64", "AMD64", "aarch64", "arm64"):
+        return None
+    return next((flag for flag in NATIVE_BF16_FLAGS if flag in flags), None)
 
 
 def choose_mode(requested: str, flags: set[str] | None = None) -> tuple[str, str]:
-    """Map a QUANTIZE value to a concrete mode and the reason, resolving true/false."""
+    """Map a QUANTIZE value to a concrete mode and the reason to log; true only ever picks a faithful mode."""
     if requested == "false":
-        return "fp32", "QUANTIZE=false"
-    if requested != "true":
-        return requested, f"QUANTIZE={requested}"
-    flags = cpu_flags() if flags is None else flags
-    if has_native_bf16(flags):
-        return "bf16", "QUANTIZE=true -> bf16 (cpu has native bf16)"
-    return "fp32", "QUANTIZE=true -> fp32 (cpu has no native bf16; int8 modes are not faithful)"
+        return "fp32", "QUANTIZE=false -> fp32"
+    flag = native_bf16_flag(cpu_flags() if flags is None else flags)
+    if requested == "true":
+        if flag:
+            return "bf16", f"QUANTIZE=true -> bf16 (cpu has {flag})"
+        return "fp32", "QUANTIZE=true -> fp32 (cpu has no native bf16; the int8 modes are not faithful)"
+    if requested == "bf16" and not flag:
+        return "bf16", "QUANTIZE=bf16 (warning: cpu has no native bf16, this can be slower than fp32)"
+    if requested in UNFAITHFUL_MODES:
+        return requested, f"QUANTIZE={requested} (not faithful: vectors differ from fp32, see BENCHMARKS.md)"
+    return requested, f"QUANTIZE={requested}"
 
 
 def _dynamic_int8(model: nn.Module, keep_fp32: tuple[str, ...] = ()) -> nn.Module:

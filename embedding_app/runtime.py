@@ -19,6 +19,11 @@ _embedder = None
 def load_worker_model(settings: Settings, source: ModelSource):
     """Set this process's torch threads, then load and quantize the model into the holder."""
     global _embedder
+    started = time.perf_counter()
+    # The Rust tokenizer's thread pool defaults to every core; held to the worker's thread budget it
+    # cannot steal the cores other workers' torch threads run on. Set before the pool first starts.
+    os.environ["RAYON_NUM_THREADS"] = str(settings.threads_per_worker)
+    os.environ["TOKENIZERS_PARALLELISM"] = "true" if settings.threads_per_worker > 1 else "false"
     import torch  # only ever imported in a worker: torch state is not fork-safe
 
     from .embedder import Embedder
@@ -28,9 +33,10 @@ def load_worker_model(settings: Settings, source: ModelSource):
     torch.set_grad_enabled(False)
     mode, reason = choose_mode(settings.quantize)
     log.info("pid %d: %s, %d torch thread(s)", os.getpid(), reason, settings.threads_per_worker)
-    started = time.perf_counter()
     _embedder = Embedder.load(source, settings, mode)
-    metrics.worker_ready(time.perf_counter() - started)
+    ready = time.perf_counter() - started
+    metrics.worker_ready(ready)
+    log.info("pid %d: ready %.2fs after fork", os.getpid(), ready)
     return _embedder
 
 

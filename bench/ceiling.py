@@ -1,0 +1,66 @@
+"""The raw-model ceiling: the same requests, model, mode and thread budget in-process, no HTTP or JSON."""
+
+from __future__ import annotations
+
+import multiprocessing
+import time
+
+
+def rss_mb(pid: int | str = "self") -> float:
+    """Resident set size of a process, in MB."""
+    for line in open(f"/proc/{pid}/status"):
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return 0.0
+
+
+def _worker(share, quantize, threads, commands, results) -> None:
+    from embedding_app.model_source import resolve_model
+    from embedding_app.runtime import load_worker_model
+    from embedding_app.settings import Settings
+
+    settings = Settings(quantize=quantize, threads_per_worker=threads)
+    embedder = load_worker_model(settings, resolve_model("", None))  # the code path a gunicorn worker takes
+    for texts in share:  # warm-up pass: one-off kernel set-up for every batch shape, as the server had
+        embedder.embed(embedder.finish(embedder.tokenize(texts), True))
+    results.put(("ready", rss_mb()))
+    while commands.get():
+        began = time.perf_counter()
+        for texts in share:
+            embedder.embed(embedder.finish(embedder.tokenize(texts), True))
+        results.put(("rate", sum(map(len, share)) / (time.perf_counter() - began)))
+
+
+class CeilingProcesses:
+    """`workers` fresh processes holding the model like gunicorn's workers, each timed on its share of requests."""
+
+    def __init__(self, workload: list[list[str]], quantize: str, workers: int, threads: int):
+        context = multiprocessing.get_context("spawn")  # torch must not be forked from a process that used it
+        self.results = context.Queue()
+        self.commands = [context.Queue() for _ in range(workers)]
+        self.processes = [context.Process(target=_worker, daemon=True,
+                                          args=(workload[i::workers], quantize, threads, self.commands[i],
+                                                self.results)) for i in range(workers)]
+
+    def __enter__(self) -> "CeilingProcesses":
+        for process in self.processes:
+            process.start()
+        self.rss_mb = max(self._collect("ready"))
+        return self
+
+    def _collect(self, kind: str) -> list[float]:
+        replies = [self.results.get(timeout=1800) for _ in self.processes]
+        assert all(k == kind for k, _ in replies), replies
+        return [value for _, value in replies]
+
+    def measure(self) -> float:
+        """Texts/s of all processes embedding their shares at once (summed: a perfectly balanced server)."""
+        for commands in self.commands:
+            commands.put(True)
+        return sum(self._collect("rate"))
+
+    def __exit__(self, *exc) -> None:
+        for commands in self.commands:
+            commands.put(False)
+        for process in self.processes:
+            process.join(60)
