@@ -31,8 +31,6 @@ preload_app = False
 control_socket_disable = True
 # The heartbeat file on tmpfs: a disk-backed /tmp (as in containers) can stall the heartbeat.
 worker_tmp_dir = "/dev/shm" if os.path.isdir("/dev/shm") else None
-# prometheus_client's per-worker metric files, made fresh by on_starting (also tmpfs: written per request).
-metrics_dir = None
 
 # --- Logging
 accesslog = "-"
@@ -43,38 +41,24 @@ access_log_format = '%(t)s %(h)s "%(r)s" %(s)s %(B)sB %(M)sms worker=%(p)s agent
 # Successful /health and /metrics requests (probes, scrapes) stay out of the access log unless LOG_LEVEL=debug.
 logger_class = "embedding_app.access_log.QuietProbesLogger"
 
-model_source = None  # resolved once in the master, inherited by every worker
-
-
-def _resolve_model(server):
-    """Resolve (for a Hub id, download) the model once in the master, before any worker forks."""
-    global model_source
+def on_starting(server):
+    """Make the metrics directory and resolve (for a Hub id, download) the model once, before any worker forks."""
+    # Kept on the arbiter, not in this module: SIGHUP re-executes this file but keeps the arbiter (and the
+    # cached settings), so reloaded workers get the same model and metrics without resolving anything again.
+    # prometheus_client picks multiprocess mode when it is first imported, i.e. in each worker after fork;
+    # the directory is on tmpfs because every request writes to it.
+    server.metrics_dir = tempfile.mkdtemp(prefix="embedding-metrics-", dir=worker_tmp_dir)
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = server.metrics_dir
     os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
     try:
-        model_source = resolve_model(settings.model_name, settings.hf_token, settings.served_model_name)
+        server.model_source = resolve_model(settings.model_name, settings.hf_token, settings.served_model_name)
     except ModelSourceError as exc:
         server.log.error("cannot load model %r: %s", settings.model_name or "default", exc)
         sys.exit(1)
-    server.log.info("model %s from %s", model_source.served_name, model_source.path)
+    server.log.info("model %s from %s", server.model_source.served_name, server.model_source.path)
     keys = len(settings.api_keys)
     server.log.info("API key %s; CORS %s", f"required ({keys} configured)" if keys else "not required",
                     ", ".join(settings.cors_allow_origins) or "off")
-
-
-def on_starting(server):
-    """Make a fresh metrics directory, then resolve the model."""
-    global metrics_dir
-    # prometheus_client picks multiprocess mode when it is first imported, i.e. in each worker after fork.
-    metrics_dir = tempfile.mkdtemp(prefix="embedding-metrics-", dir=worker_tmp_dir)
-    os.environ["PROMETHEUS_MULTIPROC_DIR"] = metrics_dir
-    _resolve_model(server)
-
-
-def on_reload(server):
-    """SIGHUP re-executes this file (module state is reset): keep the metrics directory, resolve the model again."""
-    global metrics_dir
-    metrics_dir = os.environ["PROMETHEUS_MULTIPROC_DIR"]
-    _resolve_model(server)
 
 
 def post_fork(server, worker):
@@ -91,11 +75,12 @@ def post_fork(server, worker):
     from embedding_app import metrics
     from embedding_app.runtime import load_worker_model
 
-    metrics.use_multiprocess_dir(metrics_dir)
+    metrics.use_multiprocess_dir(server.metrics_dir)
+    source = server.model_source
     try:
-        load_worker_model(settings, model_source)
+        load_worker_model(settings, source)
     except Exception as exc:
-        worker.log.error("cannot load model %s from %s: %s", model_source.served_name, model_source.path, exc)
+        worker.log.error("cannot load model %s from %s: %s", source.served_name, source.path, exc)
         raise
 
 
@@ -103,13 +88,12 @@ def child_exit(server, worker):
     """Drop a dead worker's live gauges (worker count, load time); its counters stay in the totals."""
     from prometheus_client import multiprocess
 
-    multiprocess.mark_process_dead(worker.pid, metrics_dir)
+    multiprocess.mark_process_dead(worker.pid, server.metrics_dir)
 
 
 def on_exit(server):
     """Remove the metrics directory."""
-    if metrics_dir:
-        shutil.rmtree(metrics_dir, ignore_errors=True)
+    shutil.rmtree(server.metrics_dir, ignore_errors=True)
 
 
 def post_worker_init(worker):

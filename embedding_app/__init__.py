@@ -18,6 +18,10 @@ def create_app(settings: Settings | None = None) -> Flask:
     app.config["SETTINGS"] = settings
     app.config["MAX_CONTENT_LENGTH"] = settings.max_request_bytes  # larger bodies get 413 before parsing
     register_error_handlers(app)
+    # Blueprints first: system's request timer must start before the API-key check, so 401s are timed too.
+    app.register_blueprint(routes.bp)
+    app.register_blueprint(system.bp)
+    app.register_blueprint(docs.bp)
     if settings.api_keys:
         require_api_key(app, settings.api_keys)
     if settings.cors_allow_origins:
@@ -26,7 +30,4 @@ def create_app(settings: Settings | None = None) -> Flask:
         # Browsers send Authorization and Content-Type on embeddings calls; the preflight must allow both.
         CORS(app, origins=list(settings.cors_allow_origins), allow_headers=["Authorization", "Content-Type"],
              methods=["GET", "POST", "OPTIONS"], max_age=600)
-    app.register_blueprint(routes.bp)
-    app.register_blueprint(system.bp)
-    app.register_blueprint(docs.bp)
     return app

@@ -8,7 +8,7 @@ from flask import Flask, request
 
 from .errors import ApiError
 
-# The OpenAI routes and their un-prefixed aliases; /, /health and the API docs stay public.
+# The OpenAI routes and their un-prefixed aliases; /, /health, /metrics and the API docs stay public.
 PROTECTED_ALIASES = ("/embeddings", "/models")
 
 

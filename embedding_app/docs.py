@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from functools import cache
 from importlib.util import find_spec
 from pathlib import Path
 
@@ -36,12 +37,17 @@ window.ui = SwaggerUIBundle({url: "{{ url_for('docs.openapi_json') }}", dom_id: 
 """
 
 
+@cache
+def _document(embedder, settings) -> bytes:
+    """The serialised document; it depends only on the loaded model and the settings, so it is built once."""
+    document = build_openapi(embedder.info, settings, embedder.tokenize(["hello world"])[0])
+    return orjson.dumps(document)  # orjson keeps the paths in order
+
+
 @bp.get("/openapi.json")
 def openapi_json():
     """The OpenAPI 3.1 document, generated from the request and response models."""
-    embedder = get_embedder()
-    document = build_openapi(embedder.info, current_app.config["SETTINGS"], embedder.tokenize(["hello world"])[0])
-    return Response(orjson.dumps(document), mimetype="application/json")  # orjson keeps the paths in order
+    return Response(_document(get_embedder(), current_app.config["SETTINGS"]), mimetype="application/json")
 
 
 @bp.get("/docs")

@@ -11,6 +11,7 @@ import torch
 from transformers import AutoModel, AutoTokenizer
 
 from . import metrics
+from .errors import InputError
 from .model_source import ModelSource
 from .pooling import POOLERS
 from .quantize import apply_mode
@@ -22,14 +23,6 @@ MAX_BATCH_SIZE = 128
 # Out-of-vocabulary ids nearly always come from one client; say how to fix it rather than just refuse.
 TIKTOKEN_HINT = ("Token ids must be this model's own ids. LangChain's OpenAIEmbeddings sends OpenAI tiktoken ids "
                  "unless created with check_embedding_ctx_length=False: set it, or send text.")
-
-
-class InputError(ValueError):
-    """One input cannot be embedded; index says which."""
-
-    def __init__(self, index: int, message: str):
-        super().__init__(message)
-        self.index = index
 
 
 @dataclass(frozen=True)
@@ -97,6 +90,9 @@ class Embedder:
             mode=mode,
         )
         embedder = cls(model, tokenizer, info, settings.normalize, settings.batch_tokens)
+        if embedder.room < 1:
+            raise ValueError(f"MAX_TOKENS_PER_INPUT={settings.max_tokens_per_input} leaves no room for text: the model "
+                             f"adds {info.max_tokens - embedder.room} special tokens to every input")
         embedder.embed([embedder.tokenize(["warm up"])[0]])  # first forward pays one-off kernel set-up
         log.info("loaded %s from %s in %.1fs (%s, pooling=%s, max_tokens=%d)", info.id, source.path,
                  time.perf_counter() - started, mode, info.pooling, info.max_tokens)

@@ -78,16 +78,20 @@ def _served_name(model_name: str, directory: Path) -> str:
     return model_name
 
 
+def locate_model(model_name: str, token: str | None, target: Path | None = None) -> Path:
+    """The directory of a model name: empty = the packaged default, a local directory, or a Hub id downloaded."""
+    if not model_name:
+        return default_model_dir()
+    if Path(model_name).is_dir():
+        return Path(model_name)
+    if model_name.startswith(("/", ".", "~")):
+        raise ModelSourceError(f"{model_name!r} looks like a path but is not a directory")
+    return download(model_name, token, target=target)
+
+
 def resolve_model(model_name: str, token: str | None, served_name: str = "") -> ModelSource:
     """Turn MODEL_NAME (empty, a directory or a Hub id) into a checked ModelSource."""
-    if not model_name:
-        directory = default_model_dir()
-    elif Path(model_name).is_dir():
-        directory = Path(model_name)
-    elif model_name.startswith(("/", ".", "~")):
-        raise ModelSourceError(f"MODEL_NAME={model_name!r} looks like a path but is not a directory")
-    else:
-        directory = download(model_name, token)
+    directory = locate_model(model_name, token)
     config = _read_json(directory / "config.json")
     if "model_type" not in config:
         raise ModelSourceError(f"{directory} has no config.json with a model_type: not a transformers model")

@@ -18,7 +18,7 @@ import shutil
 import sys
 from pathlib import Path
 
-from .model_source import HUB_FILES, ModelSourceError, default_model_dir, download, resolve_model
+from .model_source import HUB_FILES, ModelSourceError, locate_model, resolve_model
 from .settings import SettingsError, get_settings
 
 # Only bf16 is worth storing: it halves the files and QUANTIZE=bf16 serves them unchanged. int8 is
@@ -48,14 +48,9 @@ def store_bf16(directory: Path, trust_remote_code: bool) -> None:
 
 def fetch(model: str, target: Path, token: str | None) -> None:
     """Copy the packaged default or a local directory, or download a Hub id, into target."""
-    if model in ("", "default"):
-        copy_model(default_model_dir(), target)
-    elif Path(model).is_dir():
-        copy_model(Path(model), target)
-    elif model.startswith(("/", ".", "~")):
-        raise ModelSourceError(f"{model!r} looks like a path but is not a directory")
-    else:
-        download(model, token, target=target)
+    directory = locate_model("" if model == "default" else model, token, target=target)
+    if directory.resolve() != target.resolve():  # a Hub id is downloaded straight into target
+        copy_model(directory, target)
 
 
 def prepare(model: str, out: Path, quantize: str = "none", force: bool = False, if_missing: bool = False) -> Path:

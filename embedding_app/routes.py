@@ -7,8 +7,8 @@ from werkzeug.exceptions import RequestEntityTooLarge
 
 from .errors import ApiError
 from .runtime import get_embedder
-from .schemas import parse_request
-from .service import embed_request
+from .parsing import parse_request
+from .service import check_model, embed_request
 
 bp = Blueprint("openai", __name__)
 
@@ -52,6 +52,5 @@ def list_models():
 def retrieve_model(model_id: str):
     """One model by id; 404 model_not_found for any other id."""
     info = get_embedder().info
-    if model_id != info.id:
-        raise ApiError(404, f"The model '{model_id}' does not exist", param="model", code="model_not_found")
+    check_model(model_id, info.id)
     return _model_card(info)

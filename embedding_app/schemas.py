@@ -1,15 +1,12 @@
-"""The OpenAI embeddings contract as pydantic models, and parsing of a raw request body into them."""
+"""The OpenAI embeddings contract as pydantic models (parsing.py turns a raw body into one)."""
 
 from __future__ import annotations
 
-import json
 from typing import Annotated, Any, Literal, Union
 
-from pydantic import (BaseModel, BeforeValidator, ConfigDict, Field, StrictInt, StrictStr,
-                      ValidationError)
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, StrictInt, StrictStr
 from pydantic_core import PydanticCustomError
 
-from .errors import ApiError
 
 INPUT_KINDS = "a string, an array of strings, an array of token ids, or an array of arrays of token ids"
 
@@ -178,57 +175,3 @@ class ErrorResponse(BaseModel):
     """Body of every error response."""
 
     error: ErrorDetail
-
-
-def _reject_duplicates(pairs: list[tuple[str, Any]]) -> dict:
-    data = dict(pairs)
-    if len(data) != len(pairs):
-        seen: set[str] = set()
-        key = next(key for key, _ in pairs if key in seen or seen.add(key))
-        raise ApiError(400, f"Invalid JSON body: key {key!r} appears more than once", param=key,
-                       code="invalid_json")
-    return data
-
-
-def _reject_constant(name: str) -> None:
-    raise ApiError(400, f"Invalid JSON body: {name} is not valid JSON", code="invalid_json")
-
-
-def _parse_float(text: str) -> float | int:
-    """JSON has one number type: 8.0 is the integer 8 (as JSON Schema says); 2.5 and 1e308 stay floats."""
-    value = float(text)
-    # Beyond 2**53 a float no longer stands for one exact integer, so it is not taken as one.
-    return int(value) if value.is_integer() and abs(value) <= 2**53 else value
-
-
-def _location(loc: tuple) -> str:
-    param = str(loc[0]) if loc else ""
-    return param + "".join(f"[{part}]" for part in loc[1:] if isinstance(part, int))
-
-
-def _from_validation(exc: ValidationError) -> ApiError:
-    error = exc.errors(include_url=False)[0]
-    if error["type"] == "invalid_input":
-        return ApiError(400, error["msg"], param=error["ctx"]["param"], code="invalid_input")
-    param = _location(error["loc"])
-    if error["type"] == "extra_forbidden":
-        return ApiError(400, f"Unrecognized request argument supplied: {param}", param=param,
-                        code="unknown_parameter")
-    if error["type"] == "missing":
-        return ApiError(400, f"Missing required parameter: '{param}'", param=param, code="missing_parameter")
-    return ApiError(400, f"Invalid value for '{param}': {error['msg']}", param=param, code="invalid_value")
-
-
-def parse_request(body: bytes) -> EmbeddingRequest:
-    """Parse and validate a raw JSON body, raising ApiError with the offending param."""
-    try:
-        data = json.loads(body, object_pairs_hook=_reject_duplicates, parse_constant=_reject_constant,
-                          parse_float=_parse_float)
-    except (ValueError, RecursionError) as exc:  # UnicodeDecodeError and JSONDecodeError are ValueErrors
-        raise ApiError(400, f"Invalid JSON body: {exc}", code="invalid_json") from None
-    if not isinstance(data, dict):
-        raise ApiError(400, "The request body must be a JSON object", code="invalid_json")
-    try:
-        return EmbeddingRequest.model_validate(data)
-    except ValidationError as exc:
-        raise _from_validation(exc) from None

@@ -2,18 +2,22 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from . import metrics
-from .embedder import Embedder, InputError
 from .encoding import render_embeddings, shorten
-from .errors import ApiError
+from .errors import ApiError, InputError
 from .schemas import EmbeddingRequest
 from .settings import Settings
 
+if TYPE_CHECKING:  # the embedder imports torch; the request path above it never needs to
+    from .embedder import Embedder
 
-def check_model(requested: str | None, embedder: Embedder) -> None:
-    """Reject a request that names a model this server does not serve."""
-    if requested is not None and requested != embedder.info.id:
-        raise ApiError(404, f"The model '{requested}' does not exist; this server serves '{embedder.info.id}'",
+
+def check_model(requested: str | None, served: str) -> None:
+    """Reject a request or lookup that names a model this server does not serve."""
+    if requested is not None and requested != served:
+        raise ApiError(404, f"The model '{requested}' does not exist; this server serves '{served}'",
                        param="model", code="model_not_found")
 
 
@@ -36,7 +40,7 @@ def _sequences(request: EmbeddingRequest, embedder: Embedder, settings: Settings
 
 def embed_request(request: EmbeddingRequest, embedder: Embedder, settings: Settings) -> bytes:
     """Validate a parsed request against the model and the limits, embed it, and render the JSON body."""
-    check_model(request.model, embedder)
+    check_model(request.model, embedder.info.id)
     if request.dimensions is not None and request.dimensions > embedder.info.dimensions:
         raise ApiError(400, f"'dimensions' must be between 1 and {embedder.info.dimensions} for this model",
                        param="dimensions", code="invalid_value")

@@ -2,11 +2,14 @@
 
 import base64
 import json
+import subprocess
+import sys
 
 import numpy as np
 import pytest
 
 from .conftest import TINY_MAX_TOKENS
+from .server import ROOT
 
 
 def embed(client, **body):
@@ -208,3 +211,10 @@ def test_integral_floats_are_integers_as_in_json_schema(client):
     assert len(embed(client, input="x", dimensions=8.0).get_json()["data"][0]["embedding"]) == 8
     assert embed(client, input=[101.0, 102.0]).status_code == 200
     assert_error(embed(client, input="x", dimensions=8.5), 400, param="dimensions")
+
+
+def test_the_request_path_never_imports_torch():
+    # torch may only be imported inside a worker (post_fork): the app, blueprints and service must not pull it in.
+    code = ("import sys, embedding_app, embedding_app.routes, embedding_app.system, embedding_app.docs;"
+            "from embedding_app import create_app; assert 'torch' not in sys.modules, 'torch imported'")
+    subprocess.run([sys.executable, "-c", code], check=True, cwd=ROOT)

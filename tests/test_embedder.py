@@ -3,7 +3,9 @@
 import numpy as np
 import pytest
 
-from embedding_app.embedder import InputError
+from embedding_app.embedder import Embedder, InputError
+from embedding_app.model_source import resolve_model
+from embedding_app.settings import Settings
 
 from .conftest import TINY_MAX_TOKENS
 
@@ -87,3 +89,9 @@ def test_max_tokens_per_input_lowers_but_never_raises_the_model_limit(tiny_model
     assert embedder.info.max_tokens == expected
     [ids] = embedder.finish(embedder.tokenize(["word " * 100]), truncate=True)
     assert len(ids) == expected
+
+
+def test_a_token_cap_without_room_for_text_stops_the_load(tiny_model_dir):
+    source = resolve_model(str(tiny_model_dir), None)
+    with pytest.raises(ValueError, match="MAX_TOKENS_PER_INPUT=2 leaves no room for text"):
+        Embedder.load(source, Settings(max_tokens_per_input=2), "fp32")

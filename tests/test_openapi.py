@@ -5,7 +5,8 @@ import re
 
 import pytest
 
-from embedding_app.schemas import EmbeddingRequest, parse_request
+from embedding_app.parsing import parse_request
+from embedding_app.schemas import EmbeddingRequest
 
 ERROR_REF = {"$ref": "#/components/schemas/ErrorResponse"}
 
