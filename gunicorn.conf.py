@@ -102,8 +102,14 @@ def post_worker_init(worker):
     # accepting connections that are reset when it exits. Pointing this worker's copy of the socket at
     # /dev/null lets the listener close once the master's copy is gone; select() then sees a readable
     # fd, and the loop exits because alive is False. On HUP the new workers keep their own copies.
+    # Only a worker inside a request needs this: an idle one leaves its loop at once, and swapping the fd
+    # while gunicorn is between accept() and reading the socket's address would break that request.
+    from flask import has_request_context
+
     def stop_listening(signum, frame):
         worker.handle_exit(signum, frame)
+        if not has_request_context():
+            return
         devnull = os.open(os.devnull, os.O_RDONLY)
         for listener in worker.sockets:
             os.dup2(devnull, listener.fileno())
