@@ -34,7 +34,9 @@ def _engine_env() -> dict[str, str]:
         pytest.skip("not root: container-engine.sh sets up rootful podman and needs root (CI runs as root)")
     if not ENGINE_SCRIPT.is_file():
         pytest.fail(f"{ENGINE_SCRIPT} is missing: cannot set up a container engine to test the image")
-    result = subprocess.run(["bash", str(ENGINE_SCRIPT)], capture_output=True, text=True, timeout=420)
+    # From /: the podman service it starts keeps this working directory, and conmon fails ("Failed to get
+    # working directory") once a checkout it was started from is deleted.
+    result = subprocess.run(["bash", str(ENGINE_SCRIPT)], capture_output=True, text=True, timeout=420, cwd="/")
     if result.returncode != 0:
         pytest.fail(f"container engine setup failed (exit {result.returncode}):\n{result.stderr[-3000:]}")
     env = dict(os.environ)
