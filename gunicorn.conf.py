@@ -107,6 +107,7 @@ def post_worker_init(worker):
     from flask import has_request_context
 
     def stop_listening(signum, frame):
+        """Stop as gunicorn does; inside a request, also drop this worker's copy of the listener."""
         worker.handle_exit(signum, frame)
         if not has_request_context():
             return

@@ -37,7 +37,7 @@ def in_fresh_process(function, *args):
 
 
 def table(header: list[str], rows: list[list]) -> str:
-    """A markdown table; floats get 3 significant digits."""
+    """A markdown table; floats below 1 get 3 significant digits, larger ones one decimal."""
     def cell(value):
         return f"{value:.3g}" if isinstance(value, float) and abs(value) < 1 else (
             f"{value:.1f}" if isinstance(value, float) else str(value))

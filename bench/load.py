@@ -31,6 +31,7 @@ def run_load(url: str, workload: list[list[str]], concurrency: int, encoding_for
     errors = 0
 
     def client() -> None:
+        """Send pending requests one after another until none are left."""
         nonlocal errors
         session = requests.Session()
         while True:

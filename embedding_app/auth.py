@@ -39,6 +39,7 @@ def require_api_key(app: Flask, api_keys: tuple[str, ...]) -> None:
 
     @app.before_request
     def check_api_key():
+        """401 unless a protected request carries one of the keys."""
         # A CORS preflight carries no credentials by design; it reveals nothing and must succeed.
         if request.method == "OPTIONS" or not is_protected(request.path):
             return
