@@ -7,7 +7,7 @@ import signal
 import sys
 import tempfile
 
-from embedding_app.model_source import ModelSourceError, resolve_model
+from embedding_app.model_source import ModelSourceError, resolve_models
 from embedding_app.settings import SettingsError, get_settings
 
 try:
@@ -42,7 +42,7 @@ access_log_format = '%(t)s %(h)s "%(r)s" %(s)s %(B)sB %(M)sms worker=%(p)s agent
 logger_class = "embedding_app.access_log.QuietProbesLogger"
 
 def on_starting(server):
-    """Make the metrics directory and resolve (for a Hub id, download) the model once, before any worker forks."""
+    """Make the metrics directory and resolve (for a Hub id, download) every model once, before any worker forks."""
     # Kept on the arbiter, not in this module: SIGHUP re-executes this file but keeps the arbiter (and the
     # cached settings), so reloaded workers get the same model and metrics without resolving anything again.
     # prometheus_client picks multiprocess mode when it is first imported, i.e. in each worker after fork;
@@ -51,18 +51,20 @@ def on_starting(server):
     os.environ["PROMETHEUS_MULTIPROC_DIR"] = server.metrics_dir
     os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
     try:
-        server.model_source = resolve_model(settings.model_name, settings.hf_token, settings.served_model_name)
+        server.model_sources = resolve_models(settings.models, settings.hf_token)
     except ModelSourceError as exc:
-        server.log.error("cannot load model %r: %s", settings.model_name or "default", exc)
+        server.log.error("cannot load a model of MODEL_NAME: %s", exc)
         sys.exit(1)
-    server.log.info("model %s from %s", server.model_source.served_name, server.model_source.path)
+    for source in server.model_sources:
+        server.log.info("model %s from %s%s", source.served_name, source.path,
+                        f" (also answers to {', '.join(source.aliases)})" if source.aliases else "")
     keys = len(settings.api_keys)
     server.log.info("API key %s; CORS %s", f"required ({keys} configured)" if keys else "not required",
                     ", ".join(settings.cors_allow_origins) or "off")
 
 
 def post_fork(server, worker):
-    """Load and quantize the model in this worker; a failure stops gunicorn with the reason."""
+    """Load and quantize every model in this worker; a failure stops gunicorn with the reason."""
     # Until gunicorn installs the worker's handlers (after loading), the master's copies would swallow a
     # stop signal and shutdown would wait the whole graceful timeout. A worker still loading serves
     # nothing, so it exits at once; os._exit because libraries loading the model may swallow SystemExit.
@@ -73,14 +75,13 @@ def post_fork(server, worker):
     app_log.setLevel(settings.log_level.upper())
     app_log.propagate = False
     from embedding_app import metrics
-    from embedding_app.runtime import load_worker_model
+    from embedding_app.runtime import load_worker_models
 
     metrics.use_multiprocess_dir(server.metrics_dir)
-    source = server.model_source
     try:
-        load_worker_model(settings, source)
+        load_worker_models(settings, server.model_sources)
     except Exception as exc:
-        worker.log.error("cannot load model %s from %s: %s", source.served_name, source.path, exc)
+        worker.log.error("cannot load the models %s: %s", ", ".join(s.served_name for s in server.model_sources), exc)
         raise
 
 

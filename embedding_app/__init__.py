@@ -28,6 +28,7 @@ def create_app(settings: Settings | None = None) -> Flask:
         from flask_cors import CORS
 
         # Browsers send Authorization and Content-Type on embeddings calls; the preflight must allow both.
+        # Scripts may read only exposed response headers: the truncation count is one they need.
         CORS(app, origins=list(settings.cors_allow_origins), allow_headers=["Authorization", "Content-Type"],
-             methods=["GET", "POST", "OPTIONS"], max_age=600)
+             expose_headers=[routes.TRUNCATED_HEADER], methods=["GET", "POST", "OPTIONS"], max_age=600)
     return app

@@ -10,7 +10,7 @@ import orjson
 from flask import Blueprint, Response, current_app, render_template_string
 
 from .openapi import build_openapi
-from .runtime import get_embedder
+from .runtime import get_registry
 
 # Swagger UI's JS and CSS ship inside the flask-openapi3-swagger wheel, so the page works offline.
 SWAGGER_DIR = Path(find_spec("flask_openapi3_swagger").origin).parent / "templates" / "swagger"
@@ -38,16 +38,16 @@ window.ui = SwaggerUIBundle({url: "{{ url_for('docs.openapi_json') }}", dom_id: 
 
 
 @cache
-def _document(embedder, settings) -> bytes:
-    """The serialised document; it depends only on the loaded model and the settings, so it is built once."""
-    document = build_openapi(embedder.info, settings, embedder.tokenize(["hello world"])[0])
+def _document(registry, settings) -> bytes:
+    """The serialised document; it depends only on the loaded models and the settings, so it is built once."""
+    document = build_openapi(registry.models, settings, registry.models[0].embedder.tokenize(["hello world"])[0])
     return orjson.dumps(document)  # orjson keeps the paths in order
 
 
 @bp.get("/openapi.json")
 def openapi_json():
     """The OpenAPI 3.1 document, generated from the request and response models."""
-    return Response(_document(get_embedder(), current_app.config["SETTINGS"]), mimetype="application/json")
+    return Response(_document(get_registry(), current_app.config["SETTINGS"]), mimetype="application/json")
 
 
 @bp.get("/docs")

@@ -11,7 +11,7 @@ import torch
 from transformers import AutoModel, AutoTokenizer
 
 from . import metrics
-from .errors import InputError
+from .inputs import InputError
 from .model_source import ModelSource
 from .pooling import POOLERS
 from .quantize import apply_mode
@@ -113,7 +113,12 @@ class Embedder:
 
     def finish(self, sequences: list[list[int]], truncate: bool) -> list[list[int]]:
         """Add the model's special tokens, truncating (or rejecting) inputs longer than the model takes."""
+        return self.finish_counted(sequences, truncate)[0]
+
+    def finish_counted(self, sequences: list[list[int]], truncate: bool) -> tuple[list[list[int]], int]:
+        """finish, plus how many inputs were truncated (the API reports it: truncation is otherwise silent)."""
         finished = []
+        truncated = 0
         for index, ids in enumerate(sequences):
             if len(ids) > self.room:
                 if not truncate:
@@ -121,8 +126,9 @@ class Embedder:
                                             f"more than the limit of {self.info.max_tokens} per input "
                                             "(the model's maximum or MAX_TOKENS_PER_INPUT), and TRUNCATE=false")
                 ids = ids[:self.room]
+                truncated += 1
             finished.append(self.prefix + list(ids) + self.suffix)
-        return finished
+        return finished, truncated
 
     def _batches(self, order: list[int], lengths: list[int]):
         """Split length-descending order into batches whose padded size stays under the token budget."""

@@ -28,14 +28,6 @@ class ApiError(Exception):
         self.headers = headers
 
 
-class InputError(ValueError):
-    """One input cannot be embedded (raised below the API, which names it as input[index])."""
-
-    def __init__(self, index: int, message: str):
-        super().__init__(message)
-        self.index = index
-
-
 def error_type(status: int) -> str:
     """OpenAI's error type for an HTTP status."""
     return ERROR_TYPES.get(status, "server_error" if status >= 500 else "invalid_request_error")

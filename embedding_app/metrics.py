@@ -16,8 +16,12 @@ SIZE_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 2048)
 REQUESTS = Counter("embedding_http_requests_total", "HTTP requests answered", ["route", "method", "status"])
 LATENCY = Histogram("embedding_http_request_duration_seconds", "Time to answer an HTTP request",
                     ["route", "method", "status"], buckets=LATENCY_BUCKETS)
-INPUTS = Counter("embedding_inputs_total", "Inputs (texts or token-id lists) embedded")
-TOKENS = Counter("embedding_tokens_total", "Tokens embedded, special tokens included, padding excluded")
+# The model label takes only served names (the closed set in MODEL_NAME), never what a client sent.
+INPUTS = Counter("embedding_inputs_total", "Inputs (texts or token-id lists) embedded", ["model"])
+TOKENS = Counter("embedding_tokens_total", "Tokens embedded, prompts and special tokens included, padding excluded",
+                 ["model"])
+TRUNCATED = Counter("embedding_truncated_inputs_total", "Inputs cut to the model's maximum length (TRUNCATE=true)",
+                    ["model"])
 REQUEST_INPUTS = Histogram("embedding_request_inputs", "Inputs per embeddings request", buckets=SIZE_BUCKETS)
 BATCH_SIZE = Histogram("embedding_batch_size", "Inputs per forward pass of the model", buckets=SIZE_BUCKETS)
 # live* modes: a worker's values vanish when gunicorn's child_exit marks it dead.
@@ -40,10 +44,11 @@ def worker_ready(load_seconds: float) -> None:
     WORKERS.set(1)
 
 
-def record_embeddings(inputs: int, tokens: int) -> None:
-    """Count one embeddings request's inputs and tokens."""
-    INPUTS.inc(inputs)
-    TOKENS.inc(tokens)
+def record_embeddings(model: str, inputs: int, tokens: int, truncated: int) -> None:
+    """Count one embeddings request's inputs, tokens and truncated inputs for the served model that ran it."""
+    INPUTS.labels(model).inc(inputs)
+    TOKENS.labels(model).inc(tokens)
+    TRUNCATED.labels(model).inc(truncated)
     REQUEST_INPUTS.observe(inputs)
 
 

@@ -7,16 +7,30 @@ before forking, and every worker then loads from the same directory.
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+import logging
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
+log = logging.getLogger(__name__)
 DEFAULT_MODEL_ID = "all-MiniLM-L6-v2"
+DEFAULT_HUB_ID = "sentence-transformers/all-MiniLM-L6-v2"
 # What a model directory needs; the rest of a Hub repo (onnx, openvino, other formats) is skipped.
 HUB_FILES = ["*.json", "*.safetensors", "*.txt", "*.model", "tokenizer*", "1_Pooling/*", "*.py"]
 
 
 class ModelSourceError(RuntimeError):
     """The configured model cannot be found or is not a usable model directory."""
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """One model as configured: its served name, where it comes from, and the operator's additions."""
+
+    name: str  # the served name: the id in /v1/models and in responses
+    source: str = ""  # "" = the packaged default, else a local directory or a Hub id
+    aliases: tuple[str, ...] = ()  # operator-defined names (MODEL_ALIASES)
+    prompts: tuple[tuple[str, str], ...] = ()  # (name, text) pairs added to or replacing the model's (MODEL_PROMPTS)
+    default_prompt_name: str | None = None  # None = the model's own; "" = none
 
 
 @dataclass(frozen=True)
@@ -28,6 +42,9 @@ class ModelSource:
     pooling: str | None  # from 1_Pooling/config.json, None when absent
     max_seq_length: int | None  # from sentence_bert_config.json, None when absent
     created: int  # unix time the directory was written, reported by /v1/models
+    aliases: tuple[str, ...] = ()  # other names requests may use: Hub id, its short name, operator aliases
+    prompts: dict[str, str] = field(default_factory=dict, hash=False)  # config_sentence_transformers.json + MODEL_PROMPTS
+    default_prompt_name: str | None = None  # the prompt applied to texts when a request names none
 
 
 def default_model_dir() -> Path:
@@ -70,12 +87,45 @@ def _pooling_mode(directory: Path) -> str | None:
     return None
 
 
-def _served_name(model_name: str, directory: Path) -> str:
+def served_name_for(model_name: str) -> str:
+    """The id a model is served as when not named: all-MiniLM-L6-v2, a directory's name, or the Hub id."""
     if not model_name:
         return DEFAULT_MODEL_ID
     if Path(model_name).is_dir():
         return Path(model_name).resolve().name
     return model_name
+
+
+def hub_id_of(model_name: str, directory: Path) -> str | None:
+    """The Hub id a model is known by: the packaged default's, a Hub id as given, or a Hub cache snapshot's."""
+    if not model_name:
+        return DEFAULT_HUB_ID
+    if not Path(model_name).is_dir():
+        return model_name
+    # config.json's _name_or_path is not used: it names the checkpoint a model was trained from (the packaged
+    # all-MiniLM-L6-v2 says nreimers/MiniLM-L6-H384-uncased), not the model. A Hub cache path is unambiguous.
+    parts = directory.resolve().parts
+    if len(parts) >= 3 and parts[-2] == "snapshots" and parts[-3].startswith("models--"):
+        return parts[-3].removeprefix("models--").replace("--", "/")
+    return None
+
+
+def _hub_names(hub_id: str | None) -> tuple[str, ...]:
+    """A Hub id and its short name (after the owner), as TEI and Infinity users send either."""
+    if not hub_id:
+        return ()
+    return tuple(dict.fromkeys((hub_id, hub_id.rsplit("/", 1)[-1])))
+
+
+def _prompts(spec: ModelSpec, directory: Path) -> tuple[dict[str, str], str | None]:
+    """The model's prompts and default prompt name, with the operator's MODEL_PROMPTS applied over them."""
+    config = _read_json(directory / "config_sentence_transformers.json")
+    prompts = {**(config.get("prompts") or {}), **dict(spec.prompts)}
+    default = config.get("default_prompt_name") if spec.default_prompt_name is None else spec.default_prompt_name
+    if default and default not in prompts:
+        raise ModelSourceError(f"model {spec.name!r}: default_prompt_name {default!r} is not one of its prompts "
+                               f"({', '.join(prompts) or 'it has none'}); set it in MODEL_PROMPTS")
+    return prompts, default or None
 
 
 def locate_model(model_name: str, token: str | None, target: Path | None = None) -> Path:
@@ -89,17 +139,41 @@ def locate_model(model_name: str, token: str | None, target: Path | None = None)
     return download(model_name, token, target=target)
 
 
-def resolve_model(model_name: str, token: str | None, served_name: str = "") -> ModelSource:
-    """Turn MODEL_NAME (empty, a directory or a Hub id) into a checked ModelSource."""
-    directory = locate_model(model_name, token)
+def resolve_model(spec: ModelSpec | str, token: str | None) -> ModelSource:
+    """Turn one configured model (a ModelSpec, or a MODEL_NAME item) into a checked ModelSource."""
+    if isinstance(spec, str):
+        spec = ModelSpec(served_name_for(spec), spec)
+    directory = locate_model(spec.source, token)
     config = _read_json(directory / "config.json")
     if "model_type" not in config:
         raise ModelSourceError(f"{directory} has no config.json with a model_type: not a transformers model")
     st_config = _read_json(directory / "sentence_bert_config.json")
+    prompts, default_prompt_name = _prompts(spec, directory)
+    hub_names = tuple(name for name in _hub_names(hub_id_of(spec.source, directory)) if name != spec.name)
     return ModelSource(
         path=directory.resolve(),
-        served_name=served_name or _served_name(model_name, directory),
+        served_name=spec.name,
         pooling=_pooling_mode(directory),
         max_seq_length=st_config.get("max_seq_length"),
         created=int((directory / "config.json").stat().st_mtime),
+        aliases=spec.aliases + hub_names,
+        prompts=prompts,
+        default_prompt_name=default_prompt_name,
     )
+
+
+def resolve_models(specs: tuple[ModelSpec, ...], token: str | None) -> list[ModelSource]:
+    """Resolve every configured model; a Hub-derived alias another model already answers to is dropped."""
+    sources = [resolve_model(spec, token) for spec in specs]
+    # Served names and operator aliases were checked unique by settings; Hub names can still repeat (one
+    # Hub id served twice, e.g. in two modes): the first model keeps the name, so lookups stay unambiguous.
+    taken = {name for spec in specs for name in (spec.name, *spec.aliases)}
+    kept = []
+    for spec, source in zip(specs, sources):
+        hub_names = [name for name in source.aliases if name not in spec.aliases]
+        free = [name for name in hub_names if name not in taken]
+        for name in set(hub_names) - set(free):
+            log.warning("model %s does not answer to %r: another model already does", spec.name, name)
+        taken.update(free)
+        kept.append(replace(source, aliases=spec.aliases + tuple(free)))
+    return kept

@@ -10,14 +10,14 @@ from pydantic.json_schema import models_json_schema
 from .schemas import EmbeddingRequest, EmbeddingResponse, ErrorResponse, Health, ModelCard, ModelList, ServerInfo
 from .settings import Settings
 
-if TYPE_CHECKING:  # embedder imports torch, which this module never needs
-    from .embedder import ModelInfo
+if TYPE_CHECKING:  # the runtime's models hold torch objects, which this module never needs
+    from .runtime import ServedModel
 
 REF = "#/components/schemas/{model}"
 ERRORS = {
     400: "Invalid request: bad JSON, an unknown or invalid field, or a limit exceeded; `param` names the field.",
     401: "Missing or wrong API key (only when the server is configured with `API_KEY`).",
-    404: "The model is not the one this server serves.",
+    404: "No served model answers to that name (code `model_not_found`; the message lists the served ids).",
     413: "The body is larger than `MAX_REQUEST_BYTES`.",
     415: "The body is not `application/json`.",
     500: "A fault in the server; the message never carries a traceback.",
@@ -37,61 +37,73 @@ def _operation(tag: str, operation_id: str, summary: str, ok: type[BaseModel], e
     return {"tags": [tag], "operationId": operation_id, "summary": summary, "responses": responses, **extra}
 
 
-def _request_examples(info: ModelInfo, example_ids: list[int]) -> dict:
-    """Bodies that succeed as written, so Swagger UI's "Try it out" works on the first click."""
+def _request_examples(model: ServedModel, example_ids: list[int]) -> dict:
+    """Bodies that succeed as written (on the first model), so Swagger UI's "Try it out" works on the first click."""
     bodies = {
         "single": ("One string", {"input": "The food was delicious."}),
         "array": ("An array of strings", {"input": ["The food was delicious.", "The waiter was friendly."]}),
         "token_ids": ("Token ids of the model's own vocabulary", {"input": [example_ids]}),
         "base64": ("base64 output, as the OpenAI SDK asks", {"input": "hello", "encoding_format": "base64"}),
     }
-    return {name: {"summary": summary, "value": {"model": info.id, **body}} for name, (summary, body) in bodies.items()}
+    if model.source.prompts:
+        name = next(iter(model.source.prompts))
+        bodies["prompt"] = (f"With the model's '{name}' prompt (extension)", {"input": "hello", "prompt_name": name})
+    return {name: {"summary": summary, "value": {"model": model.id, **body}} for name, (summary, body) in bodies.items()}
 
 
-def _bound_request(schema: dict, info: ModelInfo, settings: Settings) -> None:
-    """Add the bounds that come from the loaded model and the settings rather than from the types."""
+def _bound_request(schema: dict, models: list[ServedModel], settings: Settings) -> None:
+    """Add the bounds that come from the loaded models and the settings rather than from the types."""
     properties = schema["properties"]
     _text, texts, ids, id_lists = properties["input"]["anyOf"]  # the Union order in schemas.EmbeddingInput
-    token = {"type": "integer", "minimum": 0, "maximum": info.vocab_size - 1}
+    # With several models these are the widest bounds; the server checks each request against its model.
+    infos = [model.embedder.info for model in models]
+    token = {"type": "integer", "minimum": 0, "maximum": max(info.vocab_size for info in infos) - 1}
     ids["items"] = id_lists["items"]["items"] = token
     texts["maxItems"] = id_lists["maxItems"] = settings.max_inputs
-    properties["dimensions"]["anyOf"][0]["maximum"] = info.dimensions
+    properties["dimensions"]["anyOf"][0]["maximum"] = max(info.dimensions for info in infos)
+    properties["model"]["examples"] = [name for model in models for name in (model.id, *model.source.aliases)]
 
 
-def build_openapi(info: ModelInfo, settings: Settings, example_ids: list[int]) -> dict:
-    """The whole OpenAPI document for this server, serving this model with these settings."""
-    models = [EmbeddingRequest, EmbeddingResponse, ModelList, ModelCard, Health, ServerInfo, ErrorResponse]
-    _, definitions = models_json_schema([(model, "validation") for model in models], ref_template=REF)
+def _description(models: list[ServedModel]) -> str:
+    served = ", ".join(f"`{model.id}` ({model.embedder.info.dimensions} dimensions)" for model in models)
+    return (f"OpenAI-compatible embeddings on CPU, serving {served}; a request without `model` uses the first. "
+            "`/embeddings` and `/models` answer like their `/v1/` twins. "
+            'Every error is `{"error": {"message", "type", "param", "code"}}`.')
+
+
+def build_openapi(models: list[ServedModel], settings: Settings, example_ids: list[int]) -> dict:
+    """The whole OpenAPI document for this server, serving these models with these settings."""
+    bodies = [EmbeddingRequest, EmbeddingResponse, ModelList, ModelCard, Health, ServerInfo, ErrorResponse]
+    _, definitions = models_json_schema([(body, "validation") for body in bodies], ref_template=REF)
     schemas = definitions["$defs"]
-    _bound_request(schemas["EmbeddingRequest"], info, settings)
-    # With API_KEY set, /v1/* needs a bearer key; without it the key is optional (and ignored).
-    security = [{"bearerAuth": []}] if settings.api_keys else [{}, {"bearerAuth": []}]
+    _bound_request(schemas["EmbeddingRequest"], models, settings)
+    # Only with API_KEY set do /v1/* need a key: without one, Swagger UI shows no "Authorize" and no padlocks.
+    auth = {"security": [{"bearerAuth": []}]} if settings.api_keys else {}
+    unauthorized = (401,) if settings.api_keys else ()
     embeddings = _operation(
         "embeddings", "createEmbedding", "Embed a string, strings, or token ids", EmbeddingResponse,
-        (400, 401, 404, 413, 415, 500, 503), security=security,
+        (400, *unauthorized, 404, 413, 415, 500, 503), **auth,
         requestBody={"required": True, "content": {"application/json": {
             "schema": {"$ref": REF.format(model="EmbeddingRequest")},
-            "examples": _request_examples(info, example_ids)}}})
+            "examples": _request_examples(models[0], example_ids)}}})
     model_id = {"name": "model_id", "in": "path", "required": True, "schema": {"type": "string", "minLength": 1},
-                "example": info.id}
+                "example": models[0].id}
     paths = {
         "/v1/embeddings": {"post": embeddings},
-        "/v1/models": {"get": _operation("models", "listModels", "The served model", ModelList, (401,),
-                                         security=security)},
-        "/v1/models/{model_id}": {"get": _operation("models", "retrieveModel", "One model by id", ModelCard,
-                                                    (401, 404), security=security, parameters=[model_id])},
+        "/v1/models": {"get": _operation("models", "listModels", "The served models", ModelList, unauthorized,
+                                         **auth)},
+        "/v1/models/{model_id}": {"get": _operation("models", "retrieveModel", "One model by id or alias", ModelCard,
+                                                    (*unauthorized, 404), **auth, parameters=[model_id])},
         "/health": {"get": _operation("system", "health", "200 once this worker has its model", Health)},
         "/": {"get": _operation("system", "index", "What this server is and where to go next", ServerInfo)},
         "/metrics": {"get": {"tags": ["system"], "operationId": "metrics", "summary": "Prometheus metrics of all workers",
                              "responses": {"200": {"description": "Prometheus text exposition format",
                                                    "content": {"text/plain": {"schema": {"type": "string"}}}}}}},
     }
+    components = {"schemas": schemas, **({"securitySchemes": BEARER} if settings.api_keys else {})}
     return {
         "openapi": "3.1.0",
-        "info": {"title": "embedding-server", "version": "1", "description": (
-            f"OpenAI-compatible embeddings on CPU, serving `{info.id}` ({info.dimensions} dimensions). "
-            "`/embeddings` and `/models` answer like their `/v1/` twins. "
-            'Every error is `{"error": {"message", "type", "param", "code"}}`.')},
+        "info": {"title": "embedding-server", "version": "1", "description": _description(models)},
         "paths": paths,
-        "components": {"schemas": schemas, "securitySchemes": BEARER},
+        "components": components,
     }

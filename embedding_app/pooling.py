@@ -6,6 +6,8 @@ from collections.abc import Callable
 
 import torch
 
+from .modes import POOL_TYPES
+
 
 def pool_mean(states: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     """Average of the real (unpadded) token states."""
@@ -29,9 +31,6 @@ def pool_eos(states: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     return states[torch.arange(states.shape[0]), last]
 
 
-POOLERS: dict[str, Callable[[torch.Tensor, torch.Tensor], torch.Tensor]] = {
-    "mean": pool_mean,
-    "max": pool_max,
-    "bos": pool_bos,
-    "eos": pool_eos,
-}
+# Keyed by modes.POOL_TYPES, in its order: the one list of names settings validates POOL_TYPE against.
+POOLERS: dict[str, Callable[[torch.Tensor, torch.Tensor], torch.Tensor]] = dict(
+    zip(POOL_TYPES, (pool_mean, pool_max, pool_bos, pool_eos), strict=True))

@@ -9,10 +9,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-# Modes that keep cosine >= 0.999 to fp32 on tests/data (tests/test_quantization.py); only these may be auto-picked.
-FAITHFUL_MODES = ("fp32", "bf16")
-# Faster but measurably different vectors (min cosine 0.86-0.96, batch-dependent; BENCHMARKS.md): opt-in only.
-UNFAITHFUL_MODES = ("int8", "int8-ffn-fp32")
+from .modes import FAITHFUL_MODES, UNFAITHFUL_MODES  # noqa: F401 (re-exported: tests and bench import them here)
 NATIVE_BF16_FLAGS = ("avx512_bf16", "amx_bf16", "bf16")  # x86 AVX512-BF16 / AMX, Arm BF16
 
 

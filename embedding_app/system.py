@@ -8,7 +8,8 @@ from flask import Blueprint, Response, g, request
 from prometheus_client import CONTENT_TYPE_LATEST
 
 from . import metrics
-from .runtime import get_embedder
+from .runtime import ServedModel, get_registry
+from .schemas import Health, ModelHealth, ServerInfo
 
 bp = Blueprint("system", __name__)
 
@@ -16,16 +17,25 @@ bp = Blueprint("system", __name__)
 @bp.get("/")
 def index():
     """What this server is and where to go next."""
-    info = get_embedder().info
-    return {"name": "embedding-server", "model": info.id, "dimensions": info.dimensions,
-            "endpoints": ["/v1/embeddings", "/v1/models", "/health", "/metrics", "/openapi.json"], "docs": "/docs"}
+    registry = get_registry()
+    first = registry.models[0]
+    return ServerInfo(name="embedding-server", model=first.id, dimensions=first.embedder.info.dimensions,
+                      models=registry.ids(), docs="/docs",
+                      endpoints=["/v1/embeddings", "/v1/models", "/health", "/metrics", "/openapi.json"]).model_dump()
+
+
+def _model_health(model: ServedModel) -> ModelHealth:
+    info, source = model.embedder.info, model.source
+    return ModelHealth(id=model.id, aliases=list(source.aliases), mode=info.mode, dimensions=info.dimensions,
+                       max_tokens=info.max_tokens, prompts=list(source.prompts),
+                       default_prompt_name=source.default_prompt_name)
 
 
 @bp.get("/health")
 def health():
-    """200 once this worker has its model loaded."""
-    info = get_embedder().info
-    return {"status": "ok", "model": info.id, "mode": info.mode}
+    """200 once this worker has its models loaded, with what each one is."""
+    models = [_model_health(model) for model in get_registry().models]
+    return Health(status="ok", model=models[0].id, mode=models[0].mode, models=models).model_dump()
 
 
 @bp.get("/metrics")

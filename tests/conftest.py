@@ -49,22 +49,29 @@ def tiny_model_dir(tmp_path_factory, minilm_dir) -> Path:
 
 
 @pytest.fixture(scope="session")
-def tiny_embedder(tiny_model_dir):
-    """An Embedder on the tiny model, fp32, loaded once."""
-    from embedding_app.embedder import Embedder
+def tiny_source(tiny_model_dir):
+    """The tiny model resolved as the server resolves MODEL_NAME (served as its directory's name)."""
     from embedding_app.model_source import resolve_model
 
-    return Embedder.load(resolve_model(str(tiny_model_dir), None), Settings(), "fp32")
+    return resolve_model(str(tiny_model_dir), None)
+
+
+@pytest.fixture(scope="session")
+def tiny_embedder(tiny_source):
+    """An Embedder on the tiny model, fp32, loaded once."""
+    from embedding_app.embedder import Embedder
+
+    return Embedder.load(tiny_source, Settings(), "fp32")
 
 
 @pytest.fixture
-def make_client(tiny_embedder):
-    """A factory of Flask test clients on the tiny model, with optional settings overrides."""
-    def make(**overrides):
-        runtime.set_embedder(tiny_embedder)
+def make_client(tiny_source, tiny_embedder):
+    """A factory of Flask test clients on the tiny model (or on given runtime.ServedModels), with settings overrides."""
+    def make(models=None, **overrides):
+        runtime.set_models(models or [runtime.ServedModel(tiny_source, tiny_embedder)])
         return create_app(Settings(**overrides)).test_client()
     yield make
-    runtime.set_embedder(None)
+    runtime.set_models(None)
 
 
 @pytest.fixture

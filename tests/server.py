@@ -44,14 +44,14 @@ class GunicornServer:
         self.process: subprocess.Popen | None = None
 
     def start(self, timeout: float = 120, wait: bool = True) -> "GunicornServer":
-        """Launch gunicorn and (unless wait is False) wait until every worker has loaded its model."""
+        """Launch gunicorn and (unless wait is False) wait until every worker has loaded its models."""
         self.log_file = open(self.log_path, "w")
         self.process = subprocess.Popen([sys.executable, "-m", "gunicorn", "wsgi:app"], cwd=ROOT, env=self.env,
                                         stdout=self.log_file, stderr=subprocess.STDOUT)
         if not wait:
             return self
         deadline = time.monotonic() + timeout
-        while self.log().count("loaded ") < self.workers:
+        while self.log().count("s after fork") < self.workers:  # runtime logs "ready N.NNs after fork" per worker
             if self.process.poll() is not None:
                 raise RuntimeError(f"gunicorn exited with {self.process.returncode}:\n{self.log()}")
             if time.monotonic() > deadline:

@@ -18,11 +18,14 @@ def document(client):
     return response.get_json()
 
 
-def test_every_route_is_documented_with_its_statuses(document):
-    statuses = {path: {method: set(op["responses"]) for method, op in item.items()}
-                for path, item in document["paths"].items()}
+def statuses(document) -> dict:
+    return {path: {method: set(op["responses"]) for method, op in item.items()} for path, item in document["paths"].items()}
+
+
+def test_every_route_is_documented_with_its_statuses(make_client):
+    document = make_client(api_keys=("secret",)).get("/openapi.json").get_json()
     assert document["openapi"].startswith("3.1")
-    assert statuses == {
+    assert statuses(document) == {
         "/v1/embeddings": {"post": {"200", "400", "401", "404", "413", "415", "500", "503"}},
         "/v1/models": {"get": {"200", "401"}},
         "/v1/models/{model_id}": {"get": {"200", "401", "404"}},
@@ -60,12 +63,18 @@ def test_request_examples_pass_the_validator_and_embed(document, client):
         assert client.post("/v1/embeddings", json=example["value"]).status_code == 200
 
 
-def test_bearer_key_is_optional_without_api_key_and_required_with_it(make_client):
-    def security(client):
-        return client.get("/openapi.json").get_json()["paths"]["/v1/embeddings"]["post"]["security"]
+def test_bearer_key_is_required_with_api_key(make_client):
+    document = make_client(api_keys=("secret",)).get("/openapi.json").get_json()
+    assert document["paths"]["/v1/embeddings"]["post"]["security"] == [{"bearerAuth": []}]
+    assert "bearerAuth" in document["components"]["securitySchemes"]
 
-    assert security(make_client()) == [{}, {"bearerAuth": []}]
-    assert security(make_client(api_keys=("secret",))) == [{"bearerAuth": []}]
+
+def test_without_api_key_docs_show_no_authorize_button_padlocks_or_401(document):
+    # Swagger UI draws "Authorize" from securitySchemes and a padlock for each operation with security.
+    assert "securitySchemes" not in document["components"]
+    operations = [op for item in document["paths"].values() for op in item.values()]
+    assert not any("security" in op or "401" in op["responses"] for op in operations)
+    assert statuses(document)["/v1/embeddings"]["post"] == {"200", "400", "404", "413", "415", "500", "503"}
 
 
 def test_docs_page_loads_only_local_assets(client):
