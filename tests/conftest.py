@@ -16,6 +16,9 @@ from .server import GunicornServer
 
 DATA = Path(__file__).parent / "data"
 TINY_MAX_TOKENS = 16
+HUB_REVISION = "0123456789abcdef0123456789abcdef01234567"
+# e5-style prompts; "passage" (not "document") so input_type=document must find it by its synonym.
+PROMPTS = {"query": "query: ", "passage": "passage: "}
 
 
 @pytest.fixture(scope="session")
@@ -48,6 +51,30 @@ def tiny_model_dir(tmp_path_factory, minilm_dir) -> Path:
     return directory
 
 
+def with_prompts(source: Path, target: Path, **st_config) -> Path:
+    """A copy of a model directory whose config_sentence_transformers.json says st_config (e.g. prompts)."""
+    shutil.copytree(source, target)
+    (target / "config_sentence_transformers.json").write_text(json.dumps(st_config))
+    return target
+
+
+@pytest.fixture(scope="session")
+def tiny_prompted_dir(tmp_path_factory, tiny_model_dir) -> Path:
+    """The tiny model with query/passage prompts and no default prompt."""
+    return with_prompts(tiny_model_dir, tmp_path_factory.mktemp("prompted") / "tiny-prompted", prompts=PROMPTS)
+
+
+@pytest.fixture(scope="session")
+def hub_cache(tmp_path_factory, tiny_model_dir) -> Path:
+    """An HF_HOME whose hub cache holds the tiny model as test-org/tiny-bert, usable offline."""
+    home = tmp_path_factory.mktemp("hf")
+    repo = home / "hub" / "models--test-org--tiny-bert"
+    shutil.copytree(tiny_model_dir, repo / "snapshots" / HUB_REVISION)
+    (repo / "refs").mkdir()
+    (repo / "refs" / "main").write_text(HUB_REVISION)
+    return home
+
+
 @pytest.fixture(scope="session")
 def tiny_source(tiny_model_dir):
     """The tiny model resolved as the server resolves MODEL_NAME (served as its directory's name)."""
@@ -64,6 +91,17 @@ def tiny_embedder(tiny_source):
     return Embedder.load(tiny_source, Settings(), "fp32")
 
 
+@pytest.fixture(scope="session")
+def two_models(tiny_source, tiny_embedder, tiny_prompted_dir):
+    """runtime.ServedModels: the tiny model, then its prompted copy served as tiny-prompted (both fp32)."""
+    from embedding_app.embedder import Embedder
+    from embedding_app.model_source import ModelSpec, resolve_model
+
+    prompted = resolve_model(ModelSpec("tiny-prompted", str(tiny_prompted_dir), aliases=("small-alias",)), None)
+    return [runtime.ServedModel(tiny_source, tiny_embedder),
+            runtime.ServedModel(prompted, Embedder.load(prompted, Settings(), "fp32"))]
+
+
 @pytest.fixture
 def make_client(tiny_source, tiny_embedder):
     """A factory of Flask test clients on the tiny model (or on given runtime.ServedModels), with settings overrides."""
@@ -78,6 +116,12 @@ def make_client(tiny_source, tiny_embedder):
 def client(make_client):
     """A Flask test client on the tiny model with default settings."""
     return make_client()
+
+
+@pytest.fixture
+def client_two(make_client, two_models):
+    """A Flask test client on two_models: the tiny model first, then tiny-prompted."""
+    return make_client(models=two_models)
 
 
 @pytest.fixture(scope="session")

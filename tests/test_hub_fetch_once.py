@@ -2,13 +2,8 @@
 
 from __future__ import annotations
 
-import shutil
-
-import pytest
-
 from .server import GunicornServer
 
-REVISION = "0123456789abcdef0123456789abcdef01234567"
 # Wraps snapshot_download in the master's interpreter (workers are forks of it) to log the pid of each call.
 SITECUSTOMIZE = """
 import os, huggingface_hub
@@ -19,16 +14,6 @@ def snapshot_download(*args, **kwargs):
     return _download(*args, **kwargs)
 huggingface_hub.snapshot_download = snapshot_download
 """
-
-
-@pytest.fixture
-def hub_cache(tmp_path, tiny_model_dir):
-    """An HF_HOME whose hub cache holds the tiny model as test-org/tiny-bert, usable offline."""
-    repo = tmp_path / "hf" / "hub" / "models--test-org--tiny-bert"
-    shutil.copytree(tiny_model_dir, repo / "snapshots" / REVISION)
-    (repo / "refs").mkdir()
-    (repo / "refs" / "main").write_text(REVISION)
-    return tmp_path / "hf"
 
 
 def test_workers_share_one_fetch_by_the_master(tmp_path, hub_cache, output_dir):

@@ -55,10 +55,12 @@ def test_every_scrape_counts_all_workers_requests(busy_server):
         assert embeddings_count(scrape(busy_server.url)) == REQUESTS
 
 
-def test_texts_tokens_batches_and_latency_are_recorded(busy_server):
+def test_texts_tokens_batches_and_latency_are_recorded(busy_server, tiny_model_dir):
     samples = scrape(busy_server.url)
-    assert samples[("embedding_inputs_total", ())] == 2 * REQUESTS
-    assert samples[("embedding_tokens_total", ())] > 2 * REQUESTS * 2  # each input has [CLS] and [SEP] at least
+    model = (("model", tiny_model_dir.name),)  # the served name labels the model's counters
+    assert samples[("embedding_inputs_total", model)] == 2 * REQUESTS
+    assert samples[("embedding_tokens_total", model)] > 2 * REQUESTS * 2  # each input has [CLS] and [SEP] at least
+    assert samples[("embedding_truncated_inputs_total", model)] == 0
     assert samples[("embedding_request_inputs_count", ())] == REQUESTS
     assert samples[("embedding_batch_size_count", ())] >= REQUESTS
     latency = ("embedding_http_request_duration_seconds_count",
