@@ -97,14 +97,29 @@ CASES = [
     ("put-embeddings", "put", "/v1/embeddings", JSON, body(input="x"), 405, None),
     ("unknown-route", "get", "/v1/completions", {}, None, 404, None),
     ("unknown-model-id", "get", "/v1/models/gpt-4", {}, None, 404, "model"),
+    # several models and prompts (the server serves tiny, without prompts, and tiny-prompted)
+    ("model-unknown-among-several", "post", "/v1/embeddings", JSON, body(input="x", model="tiny-2"), 404, "model"),
+    ("input-type-unknown", "post", "/v1/embeddings", JSON, body(input="x", model="tiny-prompted", input_type="search"),
+     400, "input_type"),
+    ("input-type-number", "post", "/v1/embeddings", JSON, body(input="x", input_type=1), 400, "input_type"),
+    ("input-type-on-model-without-prompts", "post", "/v1/embeddings", JSON, body(input="x", input_type="query"), 400,
+     "input_type"),
+    ("prompt-name-on-model-without-prompts", "post", "/v1/embeddings", JSON, body(input="x", prompt_name="query"), 400,
+     "prompt_name"),
+    ("prompt-name-unknown", "post", "/v1/embeddings", JSON, body(input="x", model="tiny-prompted", prompt_name="code"),
+     400, "prompt_name"),
+    ("prompt-name-list", "post", "/v1/embeddings", JSON, body(input="x", model="tiny-prompted", prompt_name=["query"]),
+     400, "prompt_name"),
+    ("input-type-and-prompt-name", "post", "/v1/embeddings", JSON,
+     body(input="x", model="tiny-prompted", input_type="query", prompt_name="query"), 400, "prompt_name"),
 ]
 
 
 @pytest.fixture(scope="module")
-def server(tiny_model_dir, output_dir):
-    """One real gunicorn (2 workers, tiny model, default limits) shared by every case, pids recorded at start."""
-    with GunicornServer(output_dir / "gunicorn-bad-input.log", workers=2, MODEL_NAME=str(tiny_model_dir),
-                        SERVED_MODEL_NAME="tiny", QUANTIZE="false") as server:
+def server(tiny_model_dir, tiny_prompted_dir, output_dir):
+    """One real gunicorn (2 workers, the tiny model and its prompted copy, default limits) shared by every case."""
+    with GunicornServer(output_dir / "gunicorn-bad-input.log", workers=2, QUANTIZE="false",
+                        MODEL_NAME=f"tiny={tiny_model_dir},tiny-prompted={tiny_prompted_dir}") as server:
         server.pids_at_start = set(server.worker_pids())
         yield server
 

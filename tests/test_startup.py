@@ -31,7 +31,8 @@ def test_directory_without_model_stops_the_server(tmp_path):
     assert "config.json" in result.stderr
 
 
-@pytest.mark.parametrize("key, value, allowed", [("QUANTIZE", "maybe", "bf16"), ("POOL_TYPE", "cls", "mean")])
+@pytest.mark.parametrize("key, value, allowed", [("QUANTIZE", "maybe", "bf16"), ("POOL_TYPE", "cls", "mean"),
+                                                 ("MODEL_ALIASES", "text-embedding-3-small=nope", "all-MiniLM-L6-v2")])
 def test_bad_setting_stops_the_server_naming_the_key(key, value, allowed):
     result, _ = run_gunicorn(**{key: value})
     assert result.returncode != 0
@@ -51,3 +52,9 @@ def test_unreachable_hub_id_stops_the_server_naming_the_model():
     result, seconds = run_gunicorn(MODEL_NAME="nobody/no-such-model")
     assert result.returncode != 0 and seconds < 30
     assert "nobody/no-such-model" in result.stderr and "Hugging Face Hub" in result.stderr
+
+
+def test_a_default_prompt_name_the_model_lacks_stops_the_server():
+    result, seconds = run_gunicorn(MODEL_PROMPTS='{"all-MiniLM-L6-v2": {"default_prompt_name": "query"}}')
+    assert result.returncode != 0 and seconds < 30
+    assert "default_prompt_name 'query'" in result.stderr and "MODEL_PROMPTS" in result.stderr
