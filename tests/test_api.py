@@ -218,3 +218,19 @@ def test_the_request_path_never_imports_torch():
     code = ("import sys, embedding_app, embedding_app.routes, embedding_app.system, embedding_app.docs;"
             "from embedding_app import create_app; assert 'torch' not in sys.modules, 'torch imported'")
     subprocess.run([sys.executable, "-c", code], check=True, cwd=ROOT)
+
+
+def test_truncated_inputs_are_counted_in_a_response_header(client):
+    response = embed(client, input=["word " * 50, "short", "word " * 50])
+    assert response.status_code == 200 and response.headers["X-Truncated-Inputs"] == "2"
+    assert response.get_json()["usage"]["prompt_tokens"] == 2 * TINY_MAX_TOKENS + 3  # the body keeps OpenAI's shape
+
+
+def test_no_truncation_header_when_nothing_was_truncated(client):
+    assert "X-Truncated-Inputs" not in embed(client, input=["short", "texts"]).headers
+
+
+def test_truncation_header_is_readable_by_browser_scripts_when_cors_is_on(make_client):
+    client = make_client(cors_allow_origins=("https://app.example",))
+    response = client.post("/v1/embeddings", json={"input": "word " * 50}, headers={"Origin": "https://app.example"})
+    assert "X-Truncated-Inputs" in response.headers["Access-Control-Expose-Headers"]
