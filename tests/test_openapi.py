@@ -91,3 +91,16 @@ def test_docs_page_loads_only_local_assets(client):
 
 def test_index_points_to_the_docs(client):
     assert client.get("/").get_json()["docs"] == "/docs"
+
+
+def test_several_models_are_described_with_their_names_and_a_working_prompt_example(make_client, two_models):
+    prompted_first = list(reversed(two_models))
+    client = make_client(models=prompted_first)
+    document = client.get("/openapi.json").get_json()
+    request = document["components"]["schemas"]["EmbeddingRequest"]["properties"]
+    assert request["model"]["examples"] == ["tiny-prompted", "small-alias", two_models[0].id]
+    assert {"input_type", "prompt_name"} <= set(request)
+    assert "`tiny-prompted`" in document["info"]["description"] and f"`{two_models[0].id}`" in document["info"]["description"]
+    examples = document["paths"]["/v1/embeddings"]["post"]["requestBody"]["content"]["application/json"]["examples"]
+    response = client.post("/v1/embeddings", json=examples["prompt"]["value"])
+    assert response.status_code == 200 and response.get_json()["model"] == "tiny-prompted"
