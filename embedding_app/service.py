@@ -15,8 +15,10 @@ if TYPE_CHECKING:  # the runtime's models hold torch objects; the request path a
     from .model_source import ModelSource
     from .runtime import Registry, ServedModel
 
-# input_type -> the prompt names it may mean, in order: models name their document prompt either way.
-INPUT_TYPE_PROMPTS = {"query": ("query",), "document": ("document", "passage"), "passage": ("passage", "document")}
+# input_type -> the prompt names it looks for, first found wins (e5 calls its document prompt "passage"). None found:
+# no prompt, not the default one, as sentence-transformers' encode_query / encode_document do for an absent prompt.
+INPUT_TYPE_PROMPTS = {"query": ("query",), "document": ("document", "passage", "corpus")}
+INPUT_TYPE_PROMPTS["passage"] = INPUT_TYPE_PROMPTS["document"]
 
 
 class Embedded(NamedTuple):
@@ -41,18 +43,16 @@ def choose_prompt(source: ModelSource, input_type: str | None, prompt_name: str 
     if input_type is not None and prompt_name is not None:
         raise ApiError(400, "Send either 'input_type' or 'prompt_name', not both", param="prompt_name",
                        code="invalid_value")
-    if input_type is None and prompt_name is None:
-        return source.prompts[source.default_prompt_name] if source.default_prompt_name else ""
-    param = "input_type" if prompt_name is None else "prompt_name"
-    if not source.prompts:
-        raise ApiError(400, f"The model '{source.served_name}' has no prompts, so '{param}' cannot be used; "
-                            "omit it (or configure prompts with MODEL_PROMPTS)", param=param, code="invalid_value")
-    names = INPUT_TYPE_PROMPTS[input_type] if prompt_name is None else (prompt_name,)
-    name = next((name for name in names if name in source.prompts), None)
-    if name is None:
-        raise ApiError(400, f"The model '{source.served_name}' has no prompt for {param}='{input_type or prompt_name}'; "
-                            f"its prompts are: {', '.join(source.prompts)}", param=param, code="invalid_value")
-    return source.prompts[name]
+    if input_type is not None:
+        name = next((name for name in INPUT_TYPE_PROMPTS[input_type] if name in source.prompts), None)
+        return source.prompts[name] if name else ""
+    if prompt_name is not None and prompt_name not in source.prompts:
+        defined = f"its prompts are: {', '.join(source.prompts)}" if source.prompts else (
+            "it has none (they come from its config_sentence_transformers.json or MODEL_PROMPTS)")
+        raise ApiError(400, f"The model '{source.served_name}' has no prompt named '{prompt_name}'; {defined}",
+                       param="prompt_name", code="invalid_value")
+    name = prompt_name or source.default_prompt_name
+    return source.prompts[name] if name else ""
 
 
 def _sequences(inputs: Inputs, prompt: str, model: ServedModel, settings: Settings) -> tuple[list[list[int]], int]:
