@@ -62,6 +62,13 @@ def _bound_request(schema: dict, models: list[ServedModel], settings: Settings) 
     texts["maxItems"] = id_lists["maxItems"] = settings.max_inputs
     properties["dimensions"]["anyOf"][0]["maximum"] = max(info.dimensions for info in infos)
     properties["model"]["examples"] = [name for model in models for name in (model.id, *model.source.aliases)]
+    # prompt_name must be a name the model defines: list them all (only null when no model has prompts).
+    prompt_names = sorted({name for model in models for name in model.source.prompts})
+    prompt_name = properties["prompt_name"]["anyOf"]
+    if prompt_names:
+        prompt_name[0]["enum"] = prompt_names
+    else:
+        prompt_name.pop(0)
 
 
 def _description(models: list[ServedModel]) -> str:

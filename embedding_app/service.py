@@ -39,7 +39,7 @@ def find_model(registry: Registry, requested: str | None) -> ServedModel:
 
 
 def choose_prompt(source: ModelSource, input_type: str | None, prompt_name: str | None) -> str:
-    """The prompt text for a request's input_type or prompt_name; none named: the model's default prompt."""
+    """The prompt text for a request's input_type (none found: no prompt) or prompt_name; neither: the default."""
     if input_type is not None and prompt_name is not None:
         raise ApiError(400, "Send either 'input_type' or 'prompt_name', not both", param="prompt_name",
                        code="invalid_value")

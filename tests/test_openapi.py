@@ -99,8 +99,13 @@ def test_several_models_are_described_with_their_names_and_a_working_prompt_exam
     document = client.get("/openapi.json").get_json()
     request = document["components"]["schemas"]["EmbeddingRequest"]["properties"]
     assert request["model"]["examples"] == ["tiny-prompted", "small-alias", two_models[0].id]
-    assert {"input_type", "prompt_name"} <= set(request)
+    assert request["prompt_name"]["anyOf"] == [{"type": "string", "enum": ["passage", "query"]}, {"type": "null"}]
     assert "`tiny-prompted`" in document["info"]["description"] and f"`{two_models[0].id}`" in document["info"]["description"]
     examples = document["paths"]["/v1/embeddings"]["post"]["requestBody"]["content"]["application/json"]["examples"]
     response = client.post("/v1/embeddings", json=examples["prompt"]["value"])
     assert response.status_code == 200 and response.get_json()["model"] == "tiny-prompted"
+
+
+def test_without_prompts_prompt_name_is_documented_as_null_only(document):
+    assert document["components"]["schemas"]["EmbeddingRequest"]["properties"]["prompt_name"]["anyOf"] == [
+        {"type": "null"}]
