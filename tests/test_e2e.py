@@ -165,3 +165,13 @@ def test_truncation_is_counted_in_a_header_and_a_per_model_metric(multi_server):
     assert samples[("embedding_truncated_inputs_total", (("model", "tiny"),))] == before + 2
     assert samples[("embedding_inputs_total", (("model", "all-MiniLM-L6-v2"),))] > 0
     assert samples[("embedding_inputs_total", (("model", "tiny"),))] >= 3
+
+
+def test_metric_model_labels_are_only_served_names_whatever_names_requests_used(multi_server, multi):
+    from .test_metrics import scrape
+
+    multi.embeddings.create(model="sentence-transformers/all-MiniLM-L6-v2", input="by Hub id")
+    with pytest.raises(openai.NotFoundError):
+        multi.embeddings.create(model="made-up-name", input="x")
+    labels = {dict(labels)["model"] for (name, labels) in scrape(multi_server.url) if name == "embedding_inputs_total"}
+    assert labels == {"all-MiniLM-L6-v2", "tiny"}
