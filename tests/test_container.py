@@ -59,3 +59,35 @@ def test_local_model_override_serves_a_prepared_directory(stack, tiny_model_dir,
     stack("up", "-d", "--wait", files=COMPOSE_FILES[1], timeout=STACK_TIMEOUT, LOCAL_MODEL_DIR=str(out))
     body = requests.post(f"{stack.url}/v1/embeddings", json={"input": "from the host"}, timeout=60).json()
     assert (body["model"], len(body["data"][0]["embedding"])) == ("model", 32)  # the tiny model, named by its mount
+
+
+def compose_config(compose, **env: str) -> dict:
+    """The merged compose configuration, as compose would run it with these shell variables."""
+    return json.loads(compose("config", "--format", "json", **env))["services"]
+
+
+def test_shell_variables_override_env_file(compose):
+    assert compose_config(compose)["embedding"]["environment"]["MODEL_NAME"] == ""  # .env's value
+    services = compose_config(compose, MODEL_NAME="BAAI/bge-small-en-v1.5", MAX_REQUEST_BYTES="4096")
+    assert services["embedding"]["environment"]["MODEL_NAME"] == "BAAI/bge-small-en-v1.5"
+    # One setting drives the app's limit and nginx's.
+    assert services["embedding"]["environment"]["MAX_REQUEST_BYTES"] == "4096"
+    assert services["proxy"]["environment"]["MAX_REQUEST_BYTES"] == "4096"
+
+
+def test_every_server_setting_can_come_from_the_shell(compose):
+    read = set(re.findall(r'\benv(?:\.get\(|, )"([A-Z][A-Z0-9_]+)"', (ROOT / "embedding_app" / "settings.py").read_text()))
+    passed = set(compose_config(compose, **{key: "x" for key in read})["embedding"]["environment"])
+    assert read - {"EMBEDDING_SERVER_HOST", "EMBEDDING_SERVER_PORT"} <= passed, "add them to x-settings"
+
+
+def test_only_the_proxy_is_published(compose):
+    services = compose_config(compose)
+    assert "ports" not in services["embedding"]
+    assert [port["target"] for port in services["proxy"]["ports"]] == [8080]
+    assert services["proxy"]["image"] == "embedding-server:test-proxy"  # follows EMBEDDING_IMAGE
+
+
+def test_proxy_refuses_a_bad_setting_naming_it(stack):
+    with pytest.raises(AssertionError, match="MAX_REQUEST_BYTES=lots is not an integer"):
+        stack("run", "--rm", "--no-deps", "-e", "MAX_REQUEST_BYTES=lots", "proxy")
