@@ -181,3 +181,8 @@ def test_worker_memory_stays_flat_under_mixed_load(stack, texts, output_dir):
     final = max(samples[-1][1].values())
     assert set(statuses) == {200} and len(statuses) > 100, sorted(set(statuses))
     assert final <= 1.10 * baseline, f"worker RSS {baseline} KiB after warm-up -> {final} KiB: {samples}"
+
+
+def test_proxy_hides_its_version_and_answers_its_own_liveness(stack):
+    response = requests.get(f"{stack.url}/health/proxy", timeout=10)
+    assert response.json() == {"status": "ok"} and response.headers["Server"] == "nginx"
