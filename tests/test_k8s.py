@@ -38,14 +38,53 @@ def test_manifests_pass_strict_schema_validation():
     assert result.stdout.count("passed") + result.stderr.count("passed") == len(MANIFESTS)
 
 
+def container(name: str) -> dict:
+    """The Deployment's container of this name."""
+    containers = load("Deployment")["spec"]["template"]["spec"]["containers"]
+    return next(item for item in containers if item["name"] == name)
+
+
+def env(item: dict) -> dict[str, str]:
+    return {variable["name"]: variable.get("value") for variable in item.get("env", [])}
+
+
 @pytest.fixture(scope="module")
 def server_container() -> dict:
-    return load("Deployment")["spec"]["template"]["spec"]["containers"][0]
+    return container("server")
 
 
-def test_probes_use_health(server_container):
+@pytest.fixture(scope="module")
+def proxy_container() -> dict:
+    return container("proxy")
+
+
+def test_probes_ask_the_server_for_health_through_the_proxy(server_container, proxy_container):
+    proxy_port = proxy_container["ports"][0]["name"]
     for probe in ("startupProbe", "readinessProbe", "livenessProbe"):
-        assert server_container[probe]["httpGet"]["path"] == "/health"
+        assert server_container[probe]["httpGet"] == {"path": "/health", "port": proxy_port}
+        # The proxy's own probes ask nginx alone: a busy or restarting server must not restart nginx.
+        if probe in proxy_container:
+            assert proxy_container[probe]["httpGet"]["path"] == "/health/proxy"
+
+
+def test_only_the_proxy_is_reachable_from_outside_the_pod(server_container, proxy_container):
+    assert env(server_container)["EMBEDDING_SERVER_HOST"] == "127.0.0.1" and "ports" not in server_container
+    service_port = load("Service")["spec"]["ports"][0]["targetPort"]
+    assert service_port == proxy_container["ports"][0]["name"]
+    annotations = load("Deployment")["spec"]["template"]["metadata"]["annotations"]
+    assert int(annotations["prometheus.io/port"]) == proxy_container["ports"][0]["containerPort"]
+
+
+def test_proxy_forwards_to_the_servers_port_with_the_servers_limits(proxy_container):
+    port = load("ConfigMap")["data"].get("EMBEDDING_SERVER_PORT", "7860")
+    assert env(proxy_container)["PROXY_UPSTREAM"] == f"127.0.0.1:{port}"
+    assert proxy_container["envFrom"] == [{"configMapRef": {"name": load("ConfigMap")["metadata"]["name"]}}]
+
+
+def test_pod_stops_after_the_longest_request(server_container):
+    pod = load("Deployment")["spec"]["template"]["spec"]
+    timeout = int(load("ConfigMap")["data"]["EMBEDDING_SERVER_TIMEOUT"])
+    assert pod["terminationGracePeriodSeconds"] > timeout + 5 + 10  # preStop sleep, then a request that runs to the limit
 
 
 def test_resources_fit_workers_times_threads(server_container):
@@ -59,7 +98,8 @@ def test_resources_fit_workers_times_threads(server_container):
 def test_pods_run_as_the_images_non_root_user():
     pod = load("Deployment")["spec"]["template"]["spec"]
     assert pod["securityContext"]["runAsNonRoot"] is True
-    assert f"USER {pod['securityContext']['runAsUser']}" in (ROOT / "Dockerfile").read_text()
+    for dockerfile in ("Dockerfile", "deploy/nginx/Dockerfile"):  # the server's image and the proxy's
+        assert f"USER {pod['securityContext']['runAsUser']}" in (ROOT / dockerfile).read_text()
 
 
 def test_service_and_autoscaler_target_the_deployment():
