@@ -49,3 +49,25 @@ def test_limits_and_security_settings_are_parsed():
     defaults = Settings()
     assert (defaults.max_tokens_per_input, defaults.max_request_bytes) == (0, 8 * 1024 * 1024)
     assert defaults.api_keys == () and defaults.cors_allow_origins == () and defaults.trust_remote_code is False
+
+
+@pytest.mark.parametrize("value", ['" "', "' , '", '","'])
+def test_api_key_set_to_no_key_is_an_error_not_open_access(value):
+    with pytest.raises(SettingsError) as error:
+        settings_from_env({"API_KEY": value.strip("'\"")})
+    assert "API_KEY" in str(error.value) and "API_KEY=" in str(error.value)
+
+
+def test_empty_api_key_means_no_authentication():
+    assert settings_from_env({"API_KEY": ""}).api_keys == ()
+
+
+def test_env_file_line_that_does_not_parse_is_named_without_its_value(tmp_path):
+    from embedding_app.settings import check_env_file
+
+    path = tmp_path / ".env"
+    path.write_text('# settings\nLOG_LEVEL=info\n\n\nAPI_KEY="sk-unterminated\nCORS_ALLOW_ORIGINS=\n')
+    with pytest.raises(SettingsError) as error:
+        check_env_file(str(path))
+    assert f"{path}, line 5: not understood" in str(error.value)
+    assert "sk-unterminated" not in str(error.value)

@@ -51,3 +51,18 @@ def test_unreachable_hub_id_stops_the_server_naming_the_model():
     result, seconds = run_gunicorn(MODEL_NAME="nobody/no-such-model")
     assert result.returncode != 0 and seconds < 30
     assert "nobody/no-such-model" in result.stderr and "Hugging Face Hub" in result.stderr
+
+
+def test_env_file_that_does_not_parse_stops_the_server_naming_the_line(tmp_path):
+    env_file = tmp_path / "broken.env"
+    env_file.write_text('EMBEDDING_SERVER_WORKERS=1\n\nAPI_KEY="sk-unterminated\n')
+    result, seconds = run_gunicorn(ENV_FILE=str(env_file))
+    assert result.returncode != 0 and seconds < 30
+    assert f"configuration error: {env_file}, line 3: not understood" in result.stderr
+    assert "sk-unterminated" not in result.stderr + result.stdout
+    assert "Traceback" not in result.stderr
+
+
+def test_missing_env_file_stops_the_server(tmp_path):
+    result, _ = run_gunicorn(ENV_FILE=str(tmp_path / "nowhere.env"))
+    assert result.returncode != 0 and "ENV_FILE" in result.stderr and "nowhere.env" in result.stderr
