@@ -21,7 +21,9 @@ bind = f"{settings.host}:{settings.port}"
 # --- Workers
 # Sync workers: one request at a time per process, each process with its own model copy and
 # THREADS_PER_WORKER torch threads; workers x threads should not exceed the cores.
-worker_class = "sync"
+# gunicorn's sync worker, except that the errors it answers itself (malformed requests, 414, 431) are
+# OpenAI-shaped JSON like every other error, not HTML pages.
+worker_class = "embedding_app.worker.JsonErrorSyncWorker"
 workers = settings.workers
 timeout = settings.timeout
 graceful_timeout = settings.timeout

@@ -15,6 +15,9 @@ def create_app(settings: Settings | None = None) -> Flask:
 
     settings = settings or get_settings()
     app = Flask(__name__)
+    # werkzeug would answer /v1//embeddings with a 308 redirect, which a POST must not follow blindly:
+    # a path with doubled slashes is simply unknown (404). Set before any rule is added.
+    app.url_map.merge_slashes = False
     app.config["SETTINGS"] = settings
     app.config["MAX_CONTENT_LENGTH"] = settings.max_request_bytes  # larger bodies get 413 before parsing
     register_error_handlers(app)

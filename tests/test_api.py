@@ -170,6 +170,9 @@ def test_default_body_limit_fits_2048_inputs_of_1000_characters(client):
 
     body = json.dumps({"input": ["word " * 200] * 2048}).encode()
     assert len(body) < Settings().max_request_bytes
+    response = client.post("/v1/embeddings", data=body, content_type="application/json")
+    assert response.status_code == 200, response.get_data(as_text=True)[:300]
+    assert len(response.get_json()["data"]) == 2048
 
 
 def test_out_of_vocabulary_ids_name_the_langchain_flag(client):
