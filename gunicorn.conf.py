@@ -1,9 +1,11 @@
 """gunicorn settings, taken from embedding_app.settings (.env and the environment)."""
 
+import errno
 import logging
 import os
 import shutil
 import signal
+import socket
 import sys
 import tempfile
 
@@ -20,9 +22,8 @@ bind = f"{settings.host}:{settings.port}"
 
 # --- Workers
 # Sync workers: one request at a time per process, each process with its own model copy and
-# THREADS_PER_WORKER torch threads; workers x threads should not exceed the cores.
-# gunicorn's sync worker, except that the errors it answers itself (malformed requests, 414, 431) are
-# OpenAI-shaped JSON like every other error, not HTML pages.
+# THREADS_PER_WORKER torch threads; workers x threads should not exceed the cores. The class is gunicorn's
+# sync worker whose own error answers (malformed requests, 414, 431) are OpenAI-shaped JSON, not HTML.
 worker_class = "embedding_app.worker.JsonErrorSyncWorker"
 workers = settings.workers
 timeout = settings.timeout
@@ -43,14 +44,32 @@ access_log_format = '%(t)s %(h)s "%(r)s" %(s)s %(B)sB %(M)sms worker=%(p)s agent
 # Successful /health and /metrics requests (probes, scrapes) stay out of the access log unless LOG_LEVEL=debug.
 logger_class = "embedding_app.access_log.QuietProbesLogger"
 
+
+# --- Server hooks, in the order gunicorn calls them. Only the master runs on_starting, on_reload,
+# child_exit and on_exit; post_fork and later run in each worker. Flask, prometheus_client and torch are
+# imported inside the worker hooks, never here: prometheus_client chooses multiprocess mode when first
+# imported, so PROMETHEUS_MULTIPROC_DIR must be set before, and torch must never load in the master.
+
+
+def check_port_free(host: str, port: int) -> None:
+    """Exit at once, naming the settings, if another process listens on host:port (gunicorn retries for 5 s)."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as gunicorn binds: TIME_WAIT is no conflict
+        try:
+            probe.bind((host, port))
+        except OSError as exc:
+            reason = "is already in use" if exc.errno == errno.EADDRINUSE else f"cannot be bound: {exc.strerror}"
+            sys.exit(f"configuration error: port {port} on {host} {reason} (EMBEDDING_SERVER_PORT="
+                     f"{port}, EMBEDDING_SERVER_HOST={host}); stop the other server or choose another port")
+
+
 def on_starting(server):
-    """Make the metrics directory and resolve (for a Hub id, download) the model once, before any worker forks."""
-    # Kept on the arbiter, not in this module: SIGHUP re-executes this file but keeps the arbiter (and the
-    # cached settings), so reloaded workers get the same model and metrics without resolving anything again.
-    # prometheus_client picks multiprocess mode when it is first imported, i.e. in each worker after fork;
-    # the directory is on tmpfs because every request writes to it.
-    server.metrics_dir = tempfile.mkdtemp(prefix="embedding-metrics-", dir=worker_tmp_dir)
-    os.environ["PROMETHEUS_MULTIPROC_DIR"] = server.metrics_dir
+    """Check the port, resolve (for a Hub id, download) the model once and make the metrics directory."""
+    # Kept on the arbiter, not in this module: SIGHUP keeps the arbiter (and the cached settings), so
+    # reloaded workers get the same model and metrics without resolving anything again.
+    if not server.master_pid:  # a master started by USR2 inherits the bound socket
+        check_port_free(settings.host, settings.port)
     os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
     try:
         server.model_source = resolve_model(settings.model_name, settings.hf_token, settings.served_model_name)
@@ -61,6 +80,19 @@ def on_starting(server):
     keys = len(settings.api_keys)
     server.log.info("API key %s; CORS %s", f"required ({keys} configured)" if keys else "not required",
                     ", ".join(settings.cors_allow_origins) or "off")
+    # Made last, so that no failure above leaves it behind; on tmpfs because every request writes to it.
+    # Named after the master's pid so that each server's directory is recognisable.
+    server.metrics_dir = tempfile.mkdtemp(prefix=f"embedding-metrics-{os.getpid()}-", dir=worker_tmp_dir)
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = server.metrics_dir
+    # SIGHUP runs on_reload alone: a rolling replacement instead of gunicorn's all-at-once reload.
+    server.reload = lambda: on_reload(server)
+
+
+def on_reload(server):
+    """Replace the workers one at a time, each old one stopped only once its successor has loaded the model."""
+    from embedding_app.rolling import rolling_reload
+
+    rolling_reload(server)
 
 
 def post_fork(server, worker):
@@ -84,18 +116,6 @@ def post_fork(server, worker):
     except Exception as exc:
         worker.log.error("cannot load model %s from %s: %s", source.served_name, source.path, exc)
         raise
-
-
-def child_exit(server, worker):
-    """Drop a dead worker's live gauges (worker count, load time); its counters stay in the totals."""
-    from prometheus_client import multiprocess
-
-    multiprocess.mark_process_dead(worker.pid, server.metrics_dir)
-
-
-def on_exit(server):
-    """Remove the metrics directory."""
-    shutil.rmtree(server.metrics_dir, ignore_errors=True)
 
 
 def post_worker_init(worker):
@@ -129,6 +149,9 @@ def worker_abort(worker):
 
     # gunicorn calls this from its SIGABRT handler, then exits the worker; raising here unwinds the
     # request instead, Flask renders the error, and the worker exits after sending it (alive is False).
+    # A fresh heartbeat: otherwise the master's next check (within a second) kills the worker with SIGKILL
+    # before it has sent the 503 and left, and gunicorn logs that as "Perhaps out of memory?".
+    worker.notify()
     if has_request_context():
         worker.log.error("%s %s took longer than the %ds timeout: answering 503, then replacing this worker",
                          request.method, request.path, settings.timeout)
@@ -136,3 +159,19 @@ def worker_abort(worker):
         raise ApiError(503, f"The request took longer than this server's time limit of {settings.timeout}s "
                             "(EMBEDDING_SERVER_TIMEOUT) and was stopped; send fewer or shorter inputs per request",
                        code="timeout", headers={"x-should-retry": "false"})
+
+
+def child_exit(server, worker):
+    """Say why a worker stopped when it was the timeout; drop its live gauges (its counters stay in the totals)."""
+    from prometheus_client import multiprocess
+
+    # gunicorn logs a worker it had to SIGKILL as "Perhaps out of memory?"; say when the timeout stopped it.
+    if worker.aborted:  # the master sent SIGABRT: the worker's heartbeat was older than the timeout
+        server.log.warning("worker %s stopped by the %ds timeout (EMBEDDING_SERVER_TIMEOUT): a request ran longer, "
+                           "or the worker hung; a new worker replaces it", worker.pid, settings.timeout)
+    multiprocess.mark_process_dead(worker.pid, server.metrics_dir)
+
+
+def on_exit(server):
+    """Remove the metrics directory (on every exit after on_starting made it, failed starts included)."""
+    shutil.rmtree(getattr(server, "metrics_dir", ""), ignore_errors=True)

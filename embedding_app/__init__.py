@@ -9,6 +9,9 @@ from .settings import Settings, get_settings
 
 def create_app(settings: Settings | None = None) -> Flask:
     """Build the WSGI app: settings, error handlers and the blueprints."""
+    # Imported here, not at the top: gunicorn.conf.py imports this package (settings) in the master, and
+    # the blueprints import prometheus_client, which picks multiprocess mode on first import; that must
+    # happen in the worker, after on_starting has set PROMETHEUS_MULTIPROC_DIR.
     from . import docs, routes, system
     from .auth import require_api_key
     from .errors import register_error_handlers
