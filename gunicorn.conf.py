@@ -8,6 +8,7 @@ import signal
 import socket
 import sys
 import tempfile
+import time
 
 from embedding_app.model_source import ModelSourceError, resolve_model
 from embedding_app.settings import SettingsError, get_settings
@@ -35,6 +36,9 @@ control_socket_disable = True
 # The heartbeat file on tmpfs: a disk-backed /tmp (as in containers) can stall the heartbeat.
 worker_tmp_dir = "/dev/shm" if os.path.isdir("/dev/shm") else None
 
+# Seconds a worker stopped by the timeout has to send its 503 and exit before the master kills it.
+ABORT_GRACE = 10
+
 # --- Logging
 accesslog = "-"
 errorlog = "-"
@@ -45,10 +49,11 @@ access_log_format = '%(t)s %(h)s "%(r)s" %(s)s %(B)sB %(M)sms worker=%(p)s agent
 logger_class = "embedding_app.access_log.QuietProbesLogger"
 
 
-# --- Server hooks, in the order gunicorn calls them. Only the master runs on_starting, on_reload,
-# child_exit and on_exit; post_fork and later run in each worker. Flask, prometheus_client and torch are
-# imported inside the worker hooks, never here: prometheus_client chooses multiprocess mode when first
-# imported, so PROMETHEUS_MULTIPROC_DIR must be set before, and torch must never load in the master.
+# --- Server hooks, in the order gunicorn calls them. The master runs on_starting, on_reload,
+# child_exit and on_exit; post_fork, post_worker_init, worker_abort and worker_exit run in each worker.
+# Flask, prometheus_client and torch are imported inside the hooks, never at the top of this file:
+# prometheus_client chooses multiprocess mode when first imported, so PROMETHEUS_MULTIPROC_DIR must be
+# set first, and torch must never load in the master.
 
 
 def check_port_free(host: str, port: int) -> None:
@@ -149,9 +154,10 @@ def worker_abort(worker):
 
     # gunicorn calls this from its SIGABRT handler, then exits the worker; raising here unwinds the
     # request instead, Flask renders the error, and the worker exits after sending it (alive is False).
-    # A fresh heartbeat: otherwise the master's next check (within a second) kills the worker with SIGKILL
-    # before it has sent the 503 and left, and gunicorn logs that as "Perhaps out of memory?".
-    worker.notify()
+    # Without a newer heartbeat the master's next check (within a second) would SIGKILL the worker before it
+    # has sent the 503 and exited, logged as "Perhaps out of memory?". This one leaves it ABORT_GRACE seconds.
+    beat = time.monotonic() - settings.timeout + min(ABORT_GRACE, settings.timeout)
+    os.utime(worker.tmp.fileno(), (beat, beat))  # gunicorn's heartbeat is this file's mtime, in monotonic time
     if has_request_context():
         worker.log.error("%s %s took longer than the %ds timeout: answering 503, then replacing this worker",
                          request.method, request.path, settings.timeout)
@@ -161,15 +167,27 @@ def worker_abort(worker):
                        code="timeout", headers={"x-should-retry": "false"})
 
 
+def worker_exit(server, worker):
+    """A worker stopping normally skips the interpreter's teardown, which spends seconds in torch's native code."""
+    # Until it is gone the master counts it as alive (and after a timeout kills it as if out of memory);
+    # nothing is left to save: metrics are in shared memory maps, and the logs are flushed here.
+    stopping = sys.exc_info()[1]
+    if os.getpid() == worker.pid and isinstance(stopping, SystemExit) and stopping.code in (0, None):
+        logging.shutdown()
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(0)
+
+
 def child_exit(server, worker):
-    """Say why a worker stopped when it was the timeout; drop its live gauges (its counters stay in the totals)."""
-    from prometheus_client import multiprocess
+    """Say why a worker stopped when it was the timeout; fold its metrics files (its counts stay in the totals)."""
+    from embedding_app.metrics_files import fold_dead_worker
 
     # gunicorn logs a worker it had to SIGKILL as "Perhaps out of memory?"; say when the timeout stopped it.
     if worker.aborted:  # the master sent SIGABRT: the worker's heartbeat was older than the timeout
         server.log.warning("worker %s stopped by the %ds timeout (EMBEDDING_SERVER_TIMEOUT): a request ran longer, "
                            "or the worker hung; a new worker replaces it", worker.pid, settings.timeout)
-    multiprocess.mark_process_dead(worker.pid, server.metrics_dir)
+    fold_dead_worker(worker.pid, server.metrics_dir)
 
 
 def on_exit(server):

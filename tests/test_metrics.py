@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import glob
 import os
 import random
 import re
@@ -104,6 +105,10 @@ def test_a_replaced_worker_is_not_counted_twice(busy_server):
     assert samples[("embedding_workers", ())] == 2
     assert ("embedding_worker_ready_seconds", (("pid", str(victim)),)) not in samples
     assert embeddings_count(samples) == before  # the dead worker's requests still count
+    # Its files were folded into one total for dead workers: restarts do not grow the directory.
+    directory = glob.glob(f"/dev/shm/embedding-metrics-{busy_server.process.pid}-*")[0]
+    assert not glob.glob(f"{directory}/*_{victim}.db")
+    assert {"counter_dead.db", "histogram_dead.db"} <= set(os.listdir(directory))
 
 
 def test_access_log_has_real_requests_but_not_probes_or_scrapes(busy_server):
