@@ -1,11 +1,14 @@
 """gunicorn settings, taken from embedding_app.settings (.env and the environment)."""
 
+import errno
 import logging
 import os
 import shutil
 import signal
+import socket
 import sys
 import tempfile
+import time
 
 from embedding_app.model_source import ModelSourceError, resolve_models
 from embedding_app.settings import SettingsError, get_settings
@@ -20,8 +23,9 @@ bind = f"{settings.host}:{settings.port}"
 
 # --- Workers
 # Sync workers: one request at a time per process, each process with its own model copy and
-# THREADS_PER_WORKER torch threads; workers x threads should not exceed the cores.
-worker_class = "sync"
+# THREADS_PER_WORKER torch threads; workers x threads should not exceed the cores. The class is gunicorn's
+# sync worker whose own error answers (malformed requests, 414, 431) are OpenAI-shaped JSON, not HTML.
+worker_class = "embedding_app.worker.JsonErrorSyncWorker"
 workers = settings.workers
 timeout = settings.timeout
 graceful_timeout = settings.timeout
@@ -32,6 +36,9 @@ control_socket_disable = True
 # The heartbeat file on tmpfs: a disk-backed /tmp (as in containers) can stall the heartbeat.
 worker_tmp_dir = "/dev/shm" if os.path.isdir("/dev/shm") else None
 
+# Seconds a worker stopped by the timeout has to send its 503 and exit before the master kills it.
+ABORT_GRACE = 10
+
 # --- Logging
 accesslog = "-"
 errorlog = "-"
@@ -41,14 +48,33 @@ access_log_format = '%(t)s %(h)s "%(r)s" %(s)s %(B)sB %(M)sms worker=%(p)s agent
 # Successful /health and /metrics requests (probes, scrapes) stay out of the access log unless LOG_LEVEL=debug.
 logger_class = "embedding_app.access_log.QuietProbesLogger"
 
+
+# --- Server hooks, in the order gunicorn calls them. The master runs on_starting, on_reload,
+# child_exit and on_exit; post_fork, post_worker_init, worker_abort and worker_exit run in each worker.
+# Flask, prometheus_client and torch are imported inside the hooks, never at the top of this file:
+# prometheus_client chooses multiprocess mode when first imported, so PROMETHEUS_MULTIPROC_DIR must be
+# set first, and torch must never load in the master.
+
+
+def check_port_free(host: str, port: int) -> None:
+    """Exit at once, naming the settings, if another process listens on host:port (gunicorn retries for 5 s)."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as gunicorn binds: TIME_WAIT is no conflict
+        try:
+            probe.bind((host, port))
+        except OSError as exc:
+            reason = "is already in use" if exc.errno == errno.EADDRINUSE else f"cannot be bound: {exc.strerror}"
+            sys.exit(f"configuration error: port {port} on {host} {reason} (EMBEDDING_SERVER_PORT="
+                     f"{port}, EMBEDDING_SERVER_HOST={host}); stop the other server or choose another port")
+
+
 def on_starting(server):
-    """Make the metrics directory and resolve (for a Hub id, download) every model once, before any worker forks."""
-    # Kept on the arbiter, not in this module: SIGHUP re-executes this file but keeps the arbiter (and the
-    # cached settings), so reloaded workers get the same model and metrics without resolving anything again.
-    # prometheus_client picks multiprocess mode when it is first imported, i.e. in each worker after fork;
-    # the directory is on tmpfs because every request writes to it.
-    server.metrics_dir = tempfile.mkdtemp(prefix="embedding-metrics-", dir=worker_tmp_dir)
-    os.environ["PROMETHEUS_MULTIPROC_DIR"] = server.metrics_dir
+    """Check the port, resolve (for a Hub id, download) every model once and make the metrics directory."""
+    # Kept on the arbiter, not in this module: SIGHUP keeps the arbiter (and the cached settings), so
+    # reloaded workers get the same model and metrics without resolving anything again.
+    if not server.master_pid:  # a master started by USR2 inherits the bound socket
+        check_port_free(settings.host, settings.port)
     os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
     try:
         server.model_sources = resolve_models(settings.models, settings.hf_token)
@@ -61,6 +87,19 @@ def on_starting(server):
     keys = len(settings.api_keys)
     server.log.info("API key %s; CORS %s", f"required ({keys} configured)" if keys else "not required",
                     ", ".join(settings.cors_allow_origins) or "off")
+    # Made last, so that no failure above leaves it behind; on tmpfs because every request writes to it.
+    # Named after the master's pid so that each server's directory is recognisable.
+    server.metrics_dir = tempfile.mkdtemp(prefix=f"embedding-metrics-{os.getpid()}-", dir=worker_tmp_dir)
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = server.metrics_dir
+    # SIGHUP runs on_reload alone: a rolling replacement instead of gunicorn's all-at-once reload.
+    server.reload = lambda: on_reload(server)
+
+
+def on_reload(server):
+    """Replace the workers one at a time, each old one stopped only once its successor has loaded the model."""
+    from embedding_app.rolling import rolling_reload
+
+    rolling_reload(server)
 
 
 def post_fork(server, worker):
@@ -83,18 +122,6 @@ def post_fork(server, worker):
     except Exception as exc:
         worker.log.error("cannot load the models %s: %s", ", ".join(s.served_name for s in server.model_sources), exc)
         raise
-
-
-def child_exit(server, worker):
-    """Drop a dead worker's live gauges (worker count, load time); its counters stay in the totals."""
-    from prometheus_client import multiprocess
-
-    multiprocess.mark_process_dead(worker.pid, server.metrics_dir)
-
-
-def on_exit(server):
-    """Remove the metrics directory."""
-    shutil.rmtree(server.metrics_dir, ignore_errors=True)
 
 
 def post_worker_init(worker):
@@ -128,6 +155,10 @@ def worker_abort(worker):
 
     # gunicorn calls this from its SIGABRT handler, then exits the worker; raising here unwinds the
     # request instead, Flask renders the error, and the worker exits after sending it (alive is False).
+    # Without a newer heartbeat the master's next check (within a second) would SIGKILL the worker before it
+    # has sent the 503 and exited, logged as "Perhaps out of memory?". This one leaves it ABORT_GRACE seconds.
+    beat = time.monotonic() - settings.timeout + min(ABORT_GRACE, settings.timeout)
+    os.utime(worker.tmp.fileno(), (beat, beat))  # gunicorn's heartbeat is this file's mtime, in monotonic time
     if has_request_context():
         worker.log.error("%s %s took longer than the %ds timeout: answering 503, then replacing this worker",
                          request.method, request.path, settings.timeout)
@@ -135,3 +166,31 @@ def worker_abort(worker):
         raise ApiError(503, f"The request took longer than this server's time limit of {settings.timeout}s "
                             "(EMBEDDING_SERVER_TIMEOUT) and was stopped; send fewer or shorter inputs per request",
                        code="timeout", headers={"x-should-retry": "false"})
+
+
+def worker_exit(server, worker):
+    """A worker stopping normally skips the interpreter's teardown, which spends seconds in torch's native code."""
+    # Until it is gone the master counts it as alive (and after a timeout kills it as if out of memory);
+    # nothing is left to save: metrics are in shared memory maps, and the logs are flushed here.
+    stopping = sys.exc_info()[1]
+    if os.getpid() == worker.pid and isinstance(stopping, SystemExit) and stopping.code in (0, None):
+        logging.shutdown()
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(0)
+
+
+def child_exit(server, worker):
+    """Say why a worker stopped when it was the timeout; fold its metrics files (its counts stay in the totals)."""
+    from embedding_app.metrics_files import fold_dead_worker
+
+    # gunicorn logs a worker it had to SIGKILL as "Perhaps out of memory?"; say when the timeout stopped it.
+    if worker.aborted:  # the master sent SIGABRT: the worker's heartbeat was older than the timeout
+        server.log.warning("worker %s stopped by the %ds timeout (EMBEDDING_SERVER_TIMEOUT): a request ran longer, "
+                           "or the worker hung; a new worker replaces it", worker.pid, settings.timeout)
+    fold_dead_worker(worker.pid, server.metrics_dir)
+
+
+def on_exit(server):
+    """Remove the metrics directory (on every exit after on_starting made it, failed starts included)."""
+    shutil.rmtree(getattr(server, "metrics_dir", ""), ignore_errors=True)

@@ -9,12 +9,18 @@ from .settings import Settings, get_settings
 
 def create_app(settings: Settings | None = None) -> Flask:
     """Build the WSGI app: settings, error handlers and the blueprints."""
+    # Imported here, not at the top: gunicorn.conf.py imports this package (settings) in the master, and
+    # the blueprints import prometheus_client, which picks multiprocess mode on first import; that must
+    # happen in the worker, after on_starting has set PROMETHEUS_MULTIPROC_DIR.
     from . import docs, routes, system
     from .auth import require_api_key
     from .errors import register_error_handlers
 
     settings = settings or get_settings()
     app = Flask(__name__)
+    # werkzeug would answer /v1//embeddings with a 308 redirect, which a POST must not follow blindly:
+    # a path with doubled slashes is simply unknown (404). Set before any rule is added.
+    app.url_map.merge_slashes = False
     app.config["SETTINGS"] = settings
     app.config["MAX_CONTENT_LENGTH"] = settings.max_request_bytes  # larger bodies get 413 before parsing
     register_error_handlers(app)

@@ -10,7 +10,7 @@ import numpy as np
 import torch
 from transformers import AutoModel, AutoTokenizer
 
-from . import metrics
+from . import metrics, tokens
 from .inputs import InputError
 from .model_source import ModelSource
 from .pooling import POOLERS
@@ -99,9 +99,9 @@ class Embedder:
         return embedder
 
     def tokenize(self, texts: list[str]) -> list[list[int]]:
-        """Token ids of each text, without special tokens and untruncated."""
-        return self.tokenizer(texts, add_special_tokens=False, return_attention_mask=False,
-                              return_token_type_ids=False, verbose=False)["input_ids"]
+        """Token ids of each text without special tokens; one longer than the model takes may stop past room."""
+        # Only a prefix of a long text is tokenized: an 8 MB string costs what its first tokens cost.
+        return tokens.tokenize(self.tokenizer, texts, self.room)
 
     def check_ids(self, sequences: list[list[int]]) -> None:
         """Raise InputError for the first token id outside the model's vocabulary."""
@@ -122,8 +122,10 @@ class Embedder:
         for index, ids in enumerate(sequences):
             if len(ids) > self.room:
                 if not truncate:
-                    raise InputError(index, f"input has {len(ids) + len(self.prefix) + len(self.suffix)} tokens, "
-                                            f"more than the limit of {self.info.max_tokens} per input "
+                    # "at least": tokenize() stops counting a long text soon after the limit.
+                    count = len(ids) + len(self.prefix) + len(self.suffix)
+                    raise InputError(index, f"input has at least {count} tokens, more than the limit of "
+                                            f"{self.info.max_tokens} per input "
                                             "(the model's maximum or MAX_TOKENS_PER_INPUT), and TRUNCATE=false")
                 ids = ids[:self.room]
                 truncated += 1

@@ -1,4 +1,4 @@
-"""Prometheus metrics: HTTP requests, embedded texts and tokens, batch sizes, model load, live workers.
+"""Prometheus metrics: HTTP requests, embedded texts and tokens, batch sizes, time to ready, live workers.
 
 Under gunicorn every worker writes its values to files in PROMETHEUS_MULTIPROC_DIR (set by
 gunicorn.conf.py before any worker starts) and /metrics merges them, so any worker answers for all.
@@ -25,9 +25,14 @@ TRUNCATED = Counter("embedding_truncated_inputs_total", "Inputs cut to the model
 REQUEST_INPUTS = Histogram("embedding_request_inputs", "Inputs per embeddings request", buckets=SIZE_BUCKETS)
 BATCH_SIZE = Histogram("embedding_batch_size", "Inputs per forward pass of the model", buckets=SIZE_BUCKETS)
 # live* modes: a worker's values vanish when gunicorn's child_exit marks it dead.
-MODEL_LOAD = Gauge("embedding_model_load_seconds", "Seconds the worker took to load its model",
-                   multiprocess_mode="liveall")
+READY = Gauge("embedding_worker_ready_seconds",
+              "Seconds from the worker's fork until it could serve: imports, model load, quantization, warm-up",
+              multiprocess_mode="liveall")
 WORKERS = Gauge("embedding_workers", "Worker processes with a loaded model", multiprocess_mode="livesum")
+
+# Label values must come from a closed set: every new value is a new series in every worker's file,
+# and gunicorn passes any token as the method, so one client could otherwise grow /metrics without bound.
+METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS", "CONNECT", "TRACE"})
 
 _multiprocess_dir: str | None = None
 
@@ -38,9 +43,9 @@ def use_multiprocess_dir(path: str) -> None:
     _multiprocess_dir = path
 
 
-def worker_ready(load_seconds: float) -> None:
-    """Count this process as a live worker that loaded its model in load_seconds."""
-    MODEL_LOAD.set(load_seconds)
+def worker_ready(ready_seconds: float) -> None:
+    """Count this process as a live worker that became ready ready_seconds after its fork."""
+    READY.set(ready_seconds)
     WORKERS.set(1)
 
 
@@ -58,8 +63,8 @@ def record_batch(size: int) -> None:
 
 
 def observe_request(route: str, method: str, status: int, seconds: float) -> None:
-    """Count one answered HTTP request and its latency."""
-    labels = (route, method, str(status))
+    """Count one answered HTTP request and its latency; an unknown method is counted as "other"."""
+    labels = (route, method if method in METHODS else "other", str(status))
     REQUESTS.labels(*labels).inc()
     LATENCY.labels(*labels).observe(seconds)
 

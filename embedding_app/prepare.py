@@ -53,9 +53,14 @@ def fetch(model: str, target: Path, token: str | None) -> None:
         copy_model(directory, target)
 
 
+def is_prepared(out: Path) -> bool:
+    """Whether out already holds a model (what --if-missing checks)."""
+    return (out / "config.json").is_file()
+
+
 def prepare(model: str, out: Path, quantize: str = "none", force: bool = False, if_missing: bool = False) -> Path:
     """Fetch model into out (optionally as bf16) and check it is a model directory; returns out."""
-    if if_missing and (out / "config.json").is_file():
+    if if_missing and is_prepared(out):
         return out
     if out.exists() and any(out.iterdir()) and not force:
         raise ModelSourceError(f"{out} is not empty (use --force to overwrite it)")
@@ -90,12 +95,19 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--if-missing", action="store_true",
                         help="do nothing when --out already holds a model (for init containers and jobs)")
     args = parser.parse_args(argv)
+    # Run from init containers and CI jobs whose output is a log: no tqdm bars (transformers, imported
+    # later, takes the same setting from huggingface_hub).
+    from huggingface_hub.utils import disable_progress_bars
+
+    disable_progress_bars()
+    already = args.if_missing and is_prepared(args.out)
     try:
         out = prepare(args.model, args.out, args.quantize, args.force, args.if_missing)
     except (ModelSourceError, SettingsError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
-    print(f"prepared {out.resolve()}: serve it with MODEL_NAME={out.resolve()}")
+    done = "already prepared, left as it is" if already else "prepared"
+    print(f"{done}: {out.resolve()}; serve it with MODEL_NAME={out.resolve()}")
     return 0
 
 

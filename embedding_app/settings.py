@@ -8,6 +8,7 @@ from dataclasses import dataclass, field, replace
 from functools import cache
 
 from dotenv import find_dotenv, load_dotenv
+from dotenv.parser import parse_stream
 
 from .model_source import DEFAULT_MODEL_ID, ModelSpec, served_name_for
 from .modes import POOL_TYPES, QUANTIZE_MODES
@@ -175,6 +176,15 @@ def _models(env: dict[str, str]) -> tuple[ModelSpec, ...]:
     return tuple(_with_prompts(env, _with_aliases(env, _model_specs(env))))
 
 
+def _keys(env: dict[str, str], key: str) -> tuple[str, ...]:
+    """API keys; a value that is set but holds no key (blanks, commas) is a typo, not a wish for no auth."""
+    keys = _list(env, key)
+    if env.get(key) and not keys:
+        raise SettingsError(f"{key} is set but holds no key (only blanks or commas); "
+                            f"leave it empty ({key}=) to serve without authentication")
+    return keys
+
+
 def settings_from_env(env: dict[str, str]) -> Settings:
     """Parse a mapping of environment variables into Settings, or raise SettingsError."""
     return Settings(
@@ -195,14 +205,39 @@ def settings_from_env(env: dict[str, str]) -> Settings:
         max_tokens_per_request=_int(env, "MAX_TOKENS_PER_REQUEST", Settings.max_tokens_per_request),
         max_request_bytes=_int(env, "MAX_REQUEST_BYTES", Settings.max_request_bytes, minimum=1024),
         batch_tokens=_int(env, "BATCH_TOKENS", Settings.batch_tokens, minimum=64),
-        api_keys=_list(env, "API_KEY"),
+        api_keys=_keys(env, "API_KEY"),
         cors_allow_origins=_list(env, "CORS_ALLOW_ORIGINS"),
         log_level=_choice(env, "LOG_LEVEL", Settings.log_level, LOG_LEVELS),
     )
 
 
+def check_env_file(path: str) -> None:
+    """Raise SettingsError naming the first line of the .env file that python-dotenv cannot parse."""
+    # python-dotenv skips such a line with a warning: an unterminated quote in API_KEY="... would silently
+    # start the server without authentication. The line itself is never shown: it may hold a secret.
+    with open(path, encoding="utf-8") as stream:
+        for binding in parse_stream(stream):
+            if binding.error:
+                # The binding starts at the blank lines before it; count them to name the line itself.
+                text = binding.original.string
+                line = binding.original.line + text[:len(text) - len(text.lstrip())].count("\n")
+                raise SettingsError(f"{path}, line {line}: not understood as KEY=value "
+                                    "(an unterminated quote?); fix or remove the line")
+
+
+def env_file() -> str:
+    """The .env file to read: ENV_FILE if set (it must exist), else the nearest .env from the working directory."""
+    path = os.environ.get("ENV_FILE", "").strip()
+    if path and not os.path.isfile(path):
+        raise SettingsError(f"ENV_FILE={path!r} is not a file")
+    return path or find_dotenv(usecwd=True)
+
+
 @cache
 def get_settings() -> Settings:
-    """Settings from the process environment, with .env filling in what it does not set."""
-    load_dotenv(find_dotenv(usecwd=True), override=False)
+    """Settings from the process environment, with the .env file filling in what it does not set."""
+    path = env_file()
+    if path:
+        check_env_file(path)
+        load_dotenv(path, override=False)
     return settings_from_env(dict(os.environ))

@@ -152,6 +152,12 @@ def test_truncate_off_rejects_long_input_with_its_index(make_client):
     assert str(TINY_MAX_TOKENS) in error["message"]
 
 
+def test_truncate_off_rejects_a_huge_text_counting_only_past_the_limit(make_client):
+    client = make_client(truncate=False)
+    error = assert_error(embed(client, input=["short", "word " * 400_000]), 400, param="input[1]")
+    assert "has at least" in error["message"] and str(TINY_MAX_TOKENS) in error["message"]
+
+
 def test_truncate_off_rejects_long_token_ids_too(make_client, tiny_embedder):
     client = make_client(truncate=False)
     ids = tiny_embedder.tokenize(["word " * 50])[0]
@@ -170,6 +176,9 @@ def test_default_body_limit_fits_2048_inputs_of_1000_characters(client):
 
     body = json.dumps({"input": ["word " * 200] * 2048}).encode()
     assert len(body) < Settings().max_request_bytes
+    response = client.post("/v1/embeddings", data=body, content_type="application/json")
+    assert response.status_code == 200, response.get_data(as_text=True)[:300]
+    assert len(response.get_json()["data"]) == 2048
 
 
 def test_out_of_vocabulary_ids_name_the_langchain_flag(client):

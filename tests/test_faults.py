@@ -2,6 +2,7 @@
 
 import os
 import random
+import re
 import signal
 import threading
 import time
@@ -50,6 +51,8 @@ class Load:
         self.failures: list[str] = []
         self.lock = threading.Lock()
         self.running = True
+        self.last_ok = 0.0
+        self.longest_gap = 0.0  # the longest time without any successful answer
         self.threads = [threading.Thread(target=self._run, args=(seed,), daemon=True) for seed in range(clients)]
 
     def _run(self, seed: int) -> None:
@@ -65,6 +68,9 @@ class Load:
             with self.lock:
                 if outcome is None:
                     self.ok += 1
+                    now = time.monotonic()
+                    self.longest_gap = max(self.longest_gap, now - self.last_ok) if self.last_ok else 0.0
+                    self.last_ok = now
                 else:
                     self.failures.append(outcome)
             if outcome is not None:
@@ -108,7 +114,14 @@ def test_killed_worker_is_replaced_and_only_its_request_fails(server):
     assert len(load.failures) <= 1, load.failures  # a sync worker had at most one request in hand
 
 
-def test_reload_with_hup_keeps_serving(server):
+def reload_events(log: str) -> list[tuple[str, int]]:
+    """("ready", pid) and ("exit", pid) in log order, from the last SIGHUP on."""
+    after_hup = log[log.rindex("Hang up"):]
+    pattern = re.compile(r"pid (\d+): ready [\d.]+s after fork|Worker exiting \(pid: (\d+)\)")
+    return [("ready", int(m[1])) if m[1] else ("exit", int(m[2])) for m in pattern.finditer(after_hup)]
+
+
+def test_reload_with_hup_replaces_workers_one_at_a_time_without_a_gap(server):
     old = set(server.worker_pids())
     loaded = server.log().count("loaded ")
     with Load(server.url, clients=4) as load:
@@ -119,6 +132,17 @@ def test_reload_with_hup_keeps_serving(server):
         load.wait_for_successes(20)
     assert not old & set(server.worker_pids())
     assert load.failures == []
+    # Rolling: each old worker exits only after one more new worker is ready, so one always serves.
+    ready = exited = 0
+    for event, pid in reload_events(server.log()):
+        ready += event == "ready"
+        exited += event == "exit" and pid in old
+        assert exited <= ready, reload_events(server.log())
+    assert (ready, exited) == (2, 2)
+    reload_seconds = [float(s) for s in re.findall(r"ready ([\d.]+)s after fork", server.log())[-2:]]
+    print(f"longest gap between answers during the reload {load.longest_gap:.2f}s; "
+          f"new workers ready after {reload_seconds}")
+    assert load.longest_gap < min(reload_seconds)  # no answer waited for a worker to load
 
 
 def test_request_past_the_timeout_gets_503_and_only_its_worker_is_replaced(server):
@@ -137,6 +161,10 @@ def test_request_past_the_timeout_gets_503_and_only_its_worker_is_replaced(serve
     log = server.log()
     assert "WORKER TIMEOUT" in log and "Traceback" not in log
     assert log.count('"POST /v1/embeddings HTTP/1.1" 503') == 1  # x-should-retry: false, so no retries
+    pid = re.search(r'"POST /v1/embeddings HTTP/1.1" 503 .* worker=<?(\d+)', log)[1]
+    wait_until(lambda: f"worker {pid} stopped by the 5s timeout (EMBEDDING_SERVER_TIMEOUT)" in server.log(), 30,
+               "the log line saying why the worker stopped")
+    assert f"Worker (pid:{pid}) was sent SIGKILL" not in server.log()  # not taken for an out-of-memory kill
     assert len(server.worker_pids()) == 2
     assert load.failures == [], load.failures
 

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import glob
 import os
+import random
 import re
 import signal
+import string
 import time
 from concurrent.futures import ThreadPoolExecutor
 
@@ -12,7 +15,7 @@ import pytest
 import requests
 from prometheus_client.parser import text_string_to_metric_families
 
-from .server import GunicornServer
+from .server import GunicornServer, wait_until
 
 REQUESTS = 24
 
@@ -46,8 +49,12 @@ def busy_server(output_dir, tiny_model_dir):
 
 
 def test_requests_were_served_by_both_workers(busy_server):
-    pids = set(re.findall(r'"POST /v1/embeddings HTTP/1.1" 200 .* worker=<?(\d+)', busy_server.log()))
-    assert len(pids) == 2
+    def served():
+        return re.findall(r'"POST /v1/embeddings HTTP/1.1" 200 .* worker=<?(\d+)', busy_server.log())
+
+    # A worker writes its access line just after sending the answer: wait for it, never read right away.
+    wait_until(lambda: len(served()) >= REQUESTS, 10, f"{REQUESTS} access lines")
+    assert len(set(served())) == 2
 
 
 def test_every_scrape_counts_all_workers_requests(busy_server):
@@ -78,10 +85,13 @@ def test_errors_are_labelled_by_status_and_unknown_paths_share_one_route(busy_se
     assert samples[("embedding_http_requests_total", unmatched)] == 1
 
 
-def test_worker_count_and_load_time_follow_live_workers(busy_server):
+def test_worker_count_and_time_to_ready_follow_live_workers(busy_server):
     samples = scrape(busy_server.url)
     assert samples[("embedding_workers", ())] == 2
-    assert [name for name, _ in samples].count("embedding_model_load_seconds") == 2
+    ready = {labels[0][1]: value for (name, labels), value in samples.items() if name == "embedding_worker_ready_seconds"}
+    assert len(ready) == 2
+    for pid, seconds in ready.items():  # the same figure as the log's "ready ... after fork" line
+        assert f"pid {pid}: ready {seconds:.2f}s after fork" in busy_server.log()
 
 
 def test_a_replaced_worker_is_not_counted_twice(busy_server):
@@ -95,13 +105,43 @@ def test_a_replaced_worker_is_not_counted_twice(busy_server):
         time.sleep(0.2)
     samples = scrape(busy_server.url)
     assert samples[("embedding_workers", ())] == 2
-    assert ("embedding_model_load_seconds", (("pid", str(victim)),)) not in samples
+    assert ("embedding_worker_ready_seconds", (("pid", str(victim)),)) not in samples
     assert embeddings_count(samples) == before  # the dead worker's requests still count
+    # Its files were folded into one total for dead workers: restarts do not grow the directory.
+    directory = glob.glob(f"/dev/shm/embedding-metrics-{busy_server.process.pid}-*")[0]
+    assert not glob.glob(f"{directory}/*_{victim}.db")
+    assert {"counter_dead.db", "histogram_dead.db"} <= set(os.listdir(directory))
 
 
 def test_access_log_has_real_requests_but_not_probes_or_scrapes(busy_server):
     requests.get(f"{busy_server.url}/v1/models", headers={"User-Agent": "probe-test/1.0"}, timeout=30)
+    line = re.compile(r'\[\d+/\w+/\d{4}:[\d:]+ [+-]\d{4}\] 127\.0\.0\.1 "GET /v1/models HTTP/1\.1" 200 \d+B \d+ms '
+                      r'worker=<?\d+>? agent="probe-test/1\.0"')
+    wait_until(lambda: line.search(busy_server.log()), 10, "the access line of GET /v1/models")
     log = busy_server.log()
-    assert re.search(r'\[\d+/\w+/\d{4}:[\d:]+ [+-]\d{4}\] 127\.0\.0\.1 "GET /v1/models HTTP/1\.1" 200 \d+B \d+ms '
-                     r'worker=<?\d+>? agent="probe-test/1\.0"', log), log[-2000:]
     assert '"GET /health' not in log and '"GET /metrics' not in log
+
+
+def series(url: str) -> tuple[int, set]:
+    """The size of /metrics in bytes and its set of series (names and labels)."""
+    text = requests.get(f"{url}/metrics", timeout=30).text
+    return len(text), {(s.name, tuple(sorted(s.labels.items())))
+                       for family in text_string_to_metric_families(text) for s in family.samples}
+
+
+def test_random_methods_do_not_grow_metrics(busy_server):
+    rng = random.Random(9)
+    paths = ("/v1/embeddings", "/no/such/path")
+
+    def send_random_methods(count: int) -> None:
+        for i in range(count):
+            method = "".join(rng.choices(string.ascii_uppercase, k=12))
+            assert requests.request(method, busy_server.url + paths[i % 2], timeout=30).status_code in (404, 405)
+
+    send_random_methods(8)  # creates the "other" series (and the scrapes' own) in both workers
+    series(busy_server.url)
+    size, before = series(busy_server.url)
+    send_random_methods(300)
+    size_after, after = series(busy_server.url)
+    assert after == before
+    assert size_after - size < 300  # only counts and sums gain digits

@@ -78,3 +78,22 @@ def test_a_failed_prepare_leaves_no_partial_directory(tmp_path):
     with pytest.raises(ModelSourceError, match="config.json"):
         prepare(str(tmp_path / "not-a-model"), tmp_path / "m")
     assert sorted(path.name for path in tmp_path.iterdir()) == ["not-a-model"]
+
+
+def run_prepare(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "embedding_app.prepare", *args], cwd=ROOT, capture_output=True,
+                          text=True, timeout=120)
+
+
+def test_cli_if_missing_says_the_model_was_already_there(tiny_model_dir, tmp_path):
+    out = prepare(str(tiny_model_dir), tmp_path / "m")
+    result = run_prepare(str(tiny_model_dir), "--out", str(out), "--if-missing")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.startswith(f"already prepared, left as it is: {out}")
+
+
+def test_cli_prints_no_progress_bars(tiny_model_dir, tmp_path):
+    result = run_prepare(str(tiny_model_dir), "--out", str(tmp_path / "m"), "--quantize", "bf16")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.startswith(f"prepared: {tmp_path / 'm'}")
+    assert "it/s]" not in result.stderr and "%|" not in result.stderr

@@ -175,9 +175,16 @@ def test_public_routes_and_preflight_over_http(secured_server):
 
 def test_secrets_never_reach_logs_or_error_bodies(secured_server):
     url = f"{secured_server.url}/v1/embeddings"
+
+    def posts():
+        return secured_server.log().count('"POST /v1/embeddings HTTP/1.1"')
+
+    before = posts()
     bodies = [requests.post(url, json={"input": "x"}, headers=bearer(key)).text for key in (*KEYS, WRONG_KEY)]
     bodies.append(requests.post(url, data=b"{", headers={"Content-Type": "application/json",
                                                           **bearer(KEYS[0])}).text)
+    # Access lines are written just after the answers: wait for all of them before reading the log.
+    wait_until(lambda: posts() == before + len(bodies), 10, "the access lines")
     log = secured_server.log()
     assert "loaded" in log and "/v1/embeddings" in log
     assert f"API key required ({len(KEYS)} configured); CORS {ORIGIN}" in log

@@ -99,3 +99,25 @@ def test_model_prompts_are_parsed_per_model_and_null_clears_the_default():
     a, b = settings.models
     assert (a.prompts, a.default_prompt_name) == ((("query", "q: "),), "query")
     assert (b.prompts, b.default_prompt_name) == ((), "")
+
+
+@pytest.mark.parametrize("value", ['" "', "' , '", '","'])
+def test_api_key_set_to_no_key_is_an_error_not_open_access(value):
+    with pytest.raises(SettingsError) as error:
+        settings_from_env({"API_KEY": value.strip("'\"")})
+    assert "API_KEY" in str(error.value) and "API_KEY=" in str(error.value)
+
+
+def test_empty_api_key_means_no_authentication():
+    assert settings_from_env({"API_KEY": ""}).api_keys == ()
+
+
+def test_env_file_line_that_does_not_parse_is_named_without_its_value(tmp_path):
+    from embedding_app.settings import check_env_file
+
+    path = tmp_path / ".env"
+    path.write_text('# settings\nLOG_LEVEL=info\n\n\nAPI_KEY="sk-unterminated\nCORS_ALLOW_ORIGINS=\n')
+    with pytest.raises(SettingsError) as error:
+        check_env_file(str(path))
+    assert f"{path}, line 5: not understood" in str(error.value)
+    assert "sk-unterminated" not in str(error.value)

@@ -1,8 +1,12 @@
 """Start-up failures stop gunicorn quickly with one clear message, never a retry loop or a hang."""
 
+import glob
 import os
+import shutil
+import socket
 import subprocess
 import sys
+import tempfile
 import time
 
 import pytest
@@ -10,12 +14,26 @@ import pytest
 from .server import ROOT, free_port
 
 
-def run_gunicorn(**env):
+def run_gunicorn(port: int | None = None, **env):
+    """Run gunicorn to its exit; the result also carries the master's pid."""
     started = time.monotonic()
-    result = subprocess.run([sys.executable, "-m", "gunicorn", "wsgi:app"], cwd=ROOT, capture_output=True, text=True,
-                            timeout=60, env={**os.environ, "EMBEDDING_SERVER_HOST": "127.0.0.1",
-                                             "EMBEDDING_SERVER_PORT": str(free_port()), "HF_HUB_OFFLINE": "1", **env})
+    env = {**os.environ, "EMBEDDING_SERVER_HOST": "127.0.0.1", "EMBEDDING_SERVER_PORT": str(port or free_port()),
+           "HF_HUB_OFFLINE": "1", **env}
+    with subprocess.Popen([sys.executable, "-m", "gunicorn", "wsgi:app"], cwd=ROOT, env=env, text=True,
+                          stdout=subprocess.PIPE, stderr=subprocess.PIPE) as process:
+        try:
+            stdout, stderr = process.communicate(timeout=60)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            raise
+    result = subprocess.CompletedProcess(process.args, process.returncode, stdout, stderr)
+    result.pid = process.pid
     return result, time.monotonic() - started
+
+
+def metrics_dirs_left(pid: int) -> list[str]:
+    """The metrics directories a gunicorn master with this pid left behind."""
+    return glob.glob(f"/dev/shm/embedding-metrics-{pid}-*") + glob.glob(f"{tempfile.gettempdir()}/embedding-metrics-{pid}-*")
 
 
 def test_missing_model_directory_stops_the_server(tmp_path):
@@ -58,3 +76,46 @@ def test_a_default_prompt_name_the_model_lacks_stops_the_server():
     result, seconds = run_gunicorn(MODEL_PROMPTS='{"all-MiniLM-L6-v2": {"default_prompt_name": "query"}}')
     assert result.returncode != 0 and seconds < 30
     assert "default_prompt_name 'query'" in result.stderr and "MODEL_PROMPTS" in result.stderr
+
+
+def test_env_file_that_does_not_parse_stops_the_server_naming_the_line(tmp_path):
+    env_file = tmp_path / "broken.env"
+    env_file.write_text('EMBEDDING_SERVER_WORKERS=1\n\nAPI_KEY="sk-unterminated\n')
+    result, seconds = run_gunicorn(ENV_FILE=str(env_file))
+    assert result.returncode != 0 and seconds < 30
+    assert f"configuration error: {env_file}, line 3: not understood" in result.stderr
+    assert "sk-unterminated" not in result.stderr + result.stdout
+    assert "Traceback" not in result.stderr
+
+
+def test_missing_env_file_stops_the_server(tmp_path):
+    result, _ = run_gunicorn(ENV_FILE=str(tmp_path / "nowhere.env"))
+    assert result.returncode != 0 and "ENV_FILE" in result.stderr and "nowhere.env" in result.stderr
+
+
+def test_port_in_use_stops_at_once_naming_the_settings():
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        result, _ = run_gunicorn(port=port)
+    assert result.returncode != 0
+    assert f"port {port} on 127.0.0.1 is already in use (EMBEDDING_SERVER_PORT={port}" in result.stderr
+    assert "Connection in use" not in result.stderr + result.stdout  # gunicorn's 5 retries never started
+    assert metrics_dirs_left(result.pid) == []
+
+
+def test_a_model_that_cannot_be_found_leaves_no_metrics_directory(tmp_path):
+    result, _ = run_gunicorn(MODEL_NAME=str(tmp_path / "no-such-model"))
+    assert result.returncode != 0
+    assert metrics_dirs_left(result.pid) == []
+
+
+def test_a_worker_that_cannot_boot_leaves_no_metrics_directory(tiny_model_dir, tmp_path):
+    broken = tmp_path / "broken-model"
+    shutil.copytree(tiny_model_dir, broken)
+    (broken / "model.safetensors").write_bytes(b"not safetensors")
+    result, _ = run_gunicorn(MODEL_NAME=str(broken), EMBEDDING_SERVER_WORKERS="1")
+    assert result.returncode != 0 and "cannot load model" in result.stderr + result.stdout
+    assert "Booting worker" in result.stderr + result.stdout  # the failure came after the master made the directory
+    assert metrics_dirs_left(result.pid) == []

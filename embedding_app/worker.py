@@ -1,0 +1,27 @@
+"""gunicorn's sync worker, answering the HTTP errors gunicorn handles itself in the OpenAI JSON shape."""
+
+from __future__ import annotations
+
+from gunicorn import util
+from gunicorn.workers.sync import SyncWorker
+
+from .errors import HTTP_CODES, error_body
+
+
+def write_json_error(sock, status: int, reason: str, message: str) -> None:
+    """Send an OpenAI-shaped error and close, where gunicorn would send an HTML page."""
+    body = error_body(status, message or reason, code=HTTP_CODES.get(status))
+    head = (f"HTTP/1.1 {status} {reason}\r\nConnection: close\r\nContent-Type: application/json\r\n"
+            f"Content-Length: {len(body)}\r\n\r\n")
+    util.write_nonblock(sock, head.encode("latin-1") + body)
+
+
+class JsonErrorSyncWorker(SyncWorker):
+    """A sync worker whose own errors (bad request line, 431, 414, bad framing) are JSON, not HTML."""
+
+    def init_process(self) -> None:
+        """Route gunicorn's error pages through write_json_error, then run as a plain sync worker."""
+        # Worker.handle_error classifies the error, logs it and writes it through util.write_error: replacing
+        # that one function in this process keeps gunicorn's status choices and logging, and only changes the body.
+        util.write_error = write_json_error
+        super().init_process()

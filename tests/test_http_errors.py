@@ -1,0 +1,92 @@
+"""Malformed HTTP over raw sockets against real gunicorn: every client error is an OpenAI-shaped JSON 4xx."""
+
+from __future__ import annotations
+
+import json
+import socket
+
+import pytest
+
+from .server import GunicornServer
+
+HOST = b"Host: 127.0.0.1\r\n"
+JSON = b"Content-Type: application/json\r\n"
+BODY = b'{"input": "hello"}'
+
+
+def post(body: bytes = BODY, headers: bytes = b"", path: bytes = b"/v1/embeddings") -> bytes:
+    length = b"Content-Length: %d\r\n" % len(body)
+    return b"POST " + path + b" HTTP/1.1\r\n" + HOST + JSON + length + headers + b"\r\n" + body
+
+
+def chunked(chunks: bytes) -> bytes:
+    return b"POST /v1/embeddings HTTP/1.1\r\n" + HOST + JSON + b"Transfer-Encoding: chunked\r\n\r\n" + chunks
+
+
+CASES = {
+    "lone-surrogate-model": post(b'{"input": "x", "model": "\\ud800"}'),
+    "lone-surrogate-model-id": b"GET /v1/models/%ED%A0%80 HTTP/1.1\r\n" + HOST + b"\r\n",
+    "chunk-size-zz": chunked(b"zz\r\n" + BODY + b"\r\n0\r\n\r\n"),
+    "chunk-size-negative": chunked(b"-1\r\n" + BODY + b"\r\n0\r\n\r\n"),
+    "chunk-too-much-data": chunked(b"5\r\n" + BODY + b"\r\n0\r\n\r\n"),
+    "chunk-missing-terminator": chunked(b"%x\r\n" % len(BODY) + BODY + b"\r\n"),
+    "chunk-missing-crlf": chunked(b"%x\r\n" % len(BODY) + BODY + b"0\r\n\r\n"),
+    "content-length-short": post(headers=b"", body=BODY)[:-5],
+    "too-many-headers": post(headers=b"".join(b"X-H%d: v\r\n" % i for i in range(120))),
+    "header-too-long": post(headers=b"X-Long: " + b"v" * 9000 + b"\r\n"),
+    "url-5kb": b"GET /v1/models/" + b"m" * 5000 + b" HTTP/1.1\r\n" + HOST + b"\r\n",
+    "duplicate-content-length": post(headers=b"Content-Length: 3\r\n"),
+    "negative-content-length": b"POST /v1/embeddings HTTP/1.1\r\n" + HOST + JSON + b"Content-Length: -1\r\n\r\n",
+    "bare-lf": b"GET /health HTTP/1.1\n" + HOST + b"\r\n",
+    "bad-method-token": b"G@T /health HTTP/1.1\r\n" + HOST + b"\r\n",
+    "bad-http-version": b"GET /health HTTP/9.9\r\n" + HOST + b"\r\n",
+    "space-in-header-name": post(headers=b"Bad Header: x\r\n"),
+    "double-slash": post(path=b"/v1//embeddings"),
+    "garbage": b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03\r\n\r\n",
+}
+
+
+def exchange(port: int, data: bytes) -> tuple[int, dict[str, str], bytes]:
+    """Send data, close our side, and read the whole answer: status, headers, body."""
+    with socket.create_connection(("127.0.0.1", port), timeout=30) as sock:
+        sock.sendall(data)
+        sock.shutdown(socket.SHUT_WR)  # a client that sent everything it will send
+        answer = b""
+        while chunk := sock.recv(65536):
+            answer += chunk
+    head, _, body = answer.partition(b"\r\n\r\n")
+    lines = head.decode("latin-1").split("\r\n")
+    headers = dict(line.split(": ", 1) for line in lines[1:])
+    return int(lines[0].split()[1]), {k.lower(): v for k, v in headers.items()}, body
+
+
+@pytest.fixture(scope="module")
+def server(tiny_model_dir, output_dir):
+    """Real gunicorn, one worker on the tiny model."""
+    with GunicornServer(output_dir / "gunicorn-http-errors.log", workers=1, MODEL_NAME=str(tiny_model_dir),
+                        SERVED_MODEL_NAME="tiny", QUANTIZE="false") as server:
+        yield server
+
+
+@pytest.mark.parametrize("data", CASES.values(), ids=CASES.keys())
+def test_malformed_http_gets_an_openai_shaped_json_4xx(server, data):
+    status, headers, body = exchange(server.port, data)
+    assert 400 <= status < 500, body[:300]
+    assert headers["content-type"] == "application/json"
+    assert int(headers["content-length"]) == len(body)
+    error = json.loads(body)["error"]
+    assert set(error) == {"message", "type", "param", "code"} and error["type"] == "invalid_request_error"
+    assert error["message"]
+
+
+def test_unknown_model_with_a_lone_surrogate_is_named_in_the_message(server):
+    status, _, body = exchange(server.port, CASES["lone-surrogate-model"])
+    error = json.loads(body)["error"]
+    assert (status, error["code"], error["param"]) == (404, "model_not_found", "model")
+    assert "\\ud800" in error["message"]
+
+
+def test_the_worker_survives_and_logs_no_tracebacks(server):
+    status, _, _ = exchange(server.port, b"GET /health HTTP/1.1\r\n" + HOST + b"\r\n")
+    assert status == 200
+    assert "Traceback" not in server.log() and " 500 " not in server.log()
