@@ -120,7 +120,7 @@ def post_fork(server, worker):
     try:
         load_worker_models(settings, server.model_sources)
     except Exception as exc:
-        worker.log.error("cannot load the models %s: %s", ", ".join(s.served_name for s in server.model_sources), exc)
+        worker.log.error("cannot load model(s) %s: %s", ", ".join(s.served_name for s in server.model_sources), exc)
         raise
 
 
