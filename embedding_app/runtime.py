@@ -8,6 +8,7 @@ import threading
 import time
 
 from . import metrics
+from .allocator import limit_worker_caches
 from .model_source import ModelSource, resolve_model
 from .settings import Settings, get_settings
 
@@ -24,6 +25,9 @@ def load_worker_model(settings: Settings, source: ModelSource):
     # cannot steal the cores other workers' torch threads run on. Set before the pool first starts.
     os.environ["RAYON_NUM_THREADS"] = str(settings.threads_per_worker)
     os.environ["TOKENIZERS_PARALLELISM"] = "true" if settings.threads_per_worker > 1 else "false"
+    if not limit_worker_caches():
+        log.warning("pid %d: not glibc, malloc thresholds left alone (memory may grow under varied requests)",
+                    os.getpid())
     import torch  # only ever imported in a worker: torch state is not fork-safe
 
     from .embedder import Embedder
