@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from . import metrics
+from .allocator import limit_worker_caches
 from .model_source import ModelSource, resolve_models
 from .settings import Settings, get_settings
 
@@ -56,6 +57,9 @@ def _start_torch(settings: Settings) -> str:
     # cannot steal the cores other workers' torch threads run on. Set before the pool first starts.
     os.environ["RAYON_NUM_THREADS"] = str(settings.threads_per_worker)
     os.environ["TOKENIZERS_PARALLELISM"] = "true" if settings.threads_per_worker > 1 else "false"
+    if not limit_worker_caches():
+        log.warning("pid %d: not glibc, malloc thresholds left alone (memory may grow under varied requests)",
+                    os.getpid())
     import torch  # only ever imported in a worker: torch state is not fork-safe
 
     from .quantize import choose_mode

@@ -1,0 +1,94 @@
+"""Worker memory under load: real gunicorn, a few clients of mixed batched requests, RSS per worker over time."""
+
+from __future__ import annotations
+
+import argparse
+import random
+import threading
+import time
+
+import requests
+
+from tests.server import ROOT, GunicornServer
+
+from .ceiling import rss_mb
+from .workload import load_texts
+
+
+def random_request(rng: random.Random, words: list[str]) -> list[str]:
+    """1-64 texts of 1-300 words each (some past the model's 256 tokens): a new batch shape almost every time."""
+    texts = []
+    for _ in range(rng.randint(1, 64)):
+        start, length = rng.randrange(len(words)), rng.choice((rng.randint(1, 30), rng.randint(30, 300)))
+        texts.append(" ".join(words[start:start + length]) or "empty")
+    return texts
+
+
+class Soak:
+    """`clients` threads posting random mixed requests until stopped; counts answers and failures."""
+
+    def __init__(self, url: str, clients: int, seed: int = 0):
+        self.url = f"{url}/v1/embeddings"
+        self.words = " ".join(load_texts()).split()
+        self.served = 0
+        self.failures: list[str] = []
+        self.running = True
+        self.threads = [threading.Thread(target=self._client, args=(seed + i,), daemon=True) for i in range(clients)]
+
+    def _client(self, seed: int) -> None:
+        rng, session = random.Random(seed), requests.Session()
+        while self.running:
+            body = {"input": random_request(rng, self.words), "encoding_format": rng.choice(("base64", "float"))}
+            try:
+                status = session.post(self.url, json=body, timeout=120).status_code
+            except requests.RequestException as exc:
+                status = type(exc).__name__
+            if status == 200:
+                self.served += 1
+            else:
+                self.failures.append(str(status))
+
+    def __enter__(self) -> "Soak":
+        for thread in self.threads:
+            thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.running = False
+        for thread in self.threads:
+            thread.join(150)
+
+
+def rss_over_time(pids: list[int], seconds: float, every: float) -> list[tuple[float, list[float]]]:
+    """Samples of (seconds since start, RSS MB of each process) every `every` seconds for `seconds`."""
+    started = time.monotonic()
+    samples = [(0.0, [rss_mb(pid) for pid in pids])]
+    while (elapsed := time.monotonic() - started) < seconds - 1e-3:
+        time.sleep(min(every, seconds - elapsed))
+        samples.append((time.monotonic() - started, [rss_mb(pid) for pid in pids]))
+    return samples
+
+
+def main() -> None:
+    """Run one server per label in --env (KEY=VALUE,...) for --seconds each and print RSS per worker over time."""
+    parser = argparse.ArgumentParser(prog="python -m bench.memory", description=__doc__)
+    parser.add_argument("--seconds", type=float, default=120)
+    parser.add_argument("--every", type=float, default=10)
+    parser.add_argument("--clients", type=int, default=3)
+    parser.add_argument("--env", action="append", default=[],
+                        help="extra server environment, KEY=VALUE[,KEY=VALUE]; repeat to compare configurations")
+    options = parser.parse_args()
+    (ROOT / "bench" / "results").mkdir(parents=True, exist_ok=True)
+    for index, extra in enumerate(options.env or [""]):
+        env = dict(item.split("=", 1) for item in extra.split(",") if item)
+        log = ROOT / "bench" / "results" / f"gunicorn-memory-{index}.log"
+        with GunicornServer(log, workers=2, MODEL_NAME="", **env) as server, \
+                Soak(server.url, options.clients) as soak:
+            samples = rss_over_time(server.worker_pids(), options.seconds, options.every)
+        print(f"## server env {extra or '(default)'}: {soak.served} requests, failures: {soak.failures[:5]}")
+        for at, rss in samples:
+            print(f"{at:6.0f} s  " + "  ".join(f"{mb:7.1f}" for mb in rss))
+
+
+if __name__ == "__main__":
+    main()
