@@ -17,6 +17,18 @@ import requests
 from .containers import compose, stack  # noqa: F401 (fixtures)
 from .test_bad_input import CASES, check_openai_error
 
+# The bad-input matrix names the models "tiny" and "tiny-prompted" (with a query prompt): the stack serves the
+# packaged model under both names, so every case means the same through the proxy as against gunicorn.
+MATRIX_MODELS = {"MODEL_NAME": "tiny=default,tiny-prompted=default",
+                 "MODEL_PROMPTS": json.dumps({"tiny-prompted": {"prompts": {"query": "query: "}}})}
+
+
+@pytest.fixture(scope="module", autouse=True)
+def matrix_models(compose):
+    """Serve the matrix's model names from the stack (set before the stack starts: autouse fixtures come first)."""
+    compose.env.update(MATRIX_MODELS)
+
+
 # Requests that reach the proxy half-sent: a body shorter than its Content-Length, headers cut off, nothing at all.
 SLOW_STARTS = 3 * [b"POST /v1/embeddings HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
                    b"Content-Length: 4000\r\n\r\n{\"input\": \"half a bo"] + \
