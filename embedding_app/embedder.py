@@ -161,7 +161,8 @@ class Embedder:
         out = np.empty((len(sequences), self.info.dimensions), dtype=np.float32)
         for first, end in ranges:
             batch = order[first:end]
-            metrics.record_batch(len(batch))
+            padding = 0 if self.packed else (end - first) * lengths[first] - sum(lengths[first:end])
+            metrics.record_batch(len(batch), padding)
             vectors = forward([sequences[i] for i in batch])
             if self.normalize:
                 vectors = torch.nn.functional.normalize(vectors, dim=-1)
