@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import random
-import threading
 import time
 
 import requests
@@ -12,6 +11,7 @@ import requests
 from tests.server import ROOT, GunicornServer
 
 from .ceiling import rss_mb
+from .load import ClientThreads
 from .workload import load_texts
 
 
@@ -24,16 +24,15 @@ def random_request(rng: random.Random, words: list[str]) -> list[str]:
     return texts
 
 
-class Soak:
-    """`clients` threads posting random mixed requests until stopped; counts answers and failures."""
+class Soak(ClientThreads):
+    """`clients` threads posting random mixed requests until the with-block ends; counts answers and failures."""
 
     def __init__(self, url: str, clients: int, seed: int = 0):
         self.url = f"{url}/v1/embeddings"
         self.words = " ".join(load_texts()).split()
         self.served = 0
         self.failures: list[str] = []
-        self.running = True
-        self.threads = [threading.Thread(target=self._client, args=(seed + i,), daemon=True) for i in range(clients)]
+        super().__init__(clients, seed)
 
     def _client(self, seed: int) -> None:
         rng, session = random.Random(seed), requests.Session()
@@ -47,16 +46,6 @@ class Soak:
                 self.served += 1
             else:
                 self.failures.append(str(status))
-
-    def __enter__(self) -> "Soak":
-        for thread in self.threads:
-            thread.start()
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.running = False
-        for thread in self.threads:
-            thread.join(150)
 
 
 def rss_over_time(pids: list[int], seconds: float, every: float) -> list[tuple[float, list[float]]]:

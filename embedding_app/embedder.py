@@ -11,15 +11,15 @@ import torch
 from transformers import AutoModel, AutoTokenizer
 
 from . import metrics, tokens
+from .batching import packed_chunks, padded_batches
 from .inputs import InputError
 from .model_source import ModelSource
-from .pooling import POOLERS
+from .packed import PackedBert, pack, supported
+from .pooling import PACKED_POOLERS, POOLERS
 from .quantize import apply_mode
 from .settings import Settings
 
 log = logging.getLogger(__name__)
-# Larger batches of short texts stop paying off well before the token budget; this keeps latency even.
-MAX_BATCH_SIZE = 128
 # Out-of-vocabulary ids nearly always come from one client; say how to fix it rather than just refuse.
 TIKTOKEN_HINT = ("Token ids must be this model's own ids. LangChain's OpenAIEmbeddings sends OpenAI tiktoken ids "
                  "unless created with check_embedding_ctx_length=False: set it, or send text.")
@@ -71,6 +71,10 @@ class Embedder:
         self.prefix, self.suffix = _special_affixes(tokenizer)
         self.room = info.max_tokens - len(self.prefix) - len(self.suffix)
         self.pool = POOLERS[info.pooling]
+        self.pool_packed = PACKED_POOLERS[info.pooling]
+        # BERT encoders run padding-free (embedding_app/packed.py); other architectures run padded batches.
+        self.fallback = supported(model)
+        self.packed = PackedBert(model) if self.fallback is None else None
 
     @classmethod
     def load(cls, source: ModelSource, settings: Settings, mode: str = "fp32") -> "Embedder":
@@ -94,8 +98,9 @@ class Embedder:
             raise ValueError(f"MAX_TOKENS_PER_INPUT={settings.max_tokens_per_input} leaves no room for text: the model "
                              f"adds {info.max_tokens - embedder.room} special tokens to every input")
         embedder.embed([embedder.tokenize(["warm up"])[0]])  # first forward pays one-off kernel set-up
-        log.info("loaded %s from %s in %.1fs (%s, pooling=%s, max_tokens=%d)", info.id, source.path,
-                 time.perf_counter() - started, mode, info.pooling, info.max_tokens)
+        log.info("loaded %s from %s in %.1fs (%s, pooling=%s, max_tokens=%d, %s)", info.id, source.path,
+                 time.perf_counter() - started, mode, info.pooling, info.max_tokens,
+                 "packed batches" if embedder.packed else f"padded batches: {embedder.fallback}")
         return embedder
 
     def tokenize(self, texts: list[str]) -> list[list[int]]:
@@ -132,18 +137,6 @@ class Embedder:
             finished.append(self.prefix + list(ids) + self.suffix)
         return finished, truncated
 
-    def _batches(self, order: list[int], lengths: list[int]):
-        """Split length-descending order into batches whose padded size stays under the token budget."""
-        batch: list[int] = []
-        for index in order:
-            # The first item of a batch is its longest, so the padded size is len(batch) * that length.
-            if batch and ((len(batch) + 1) * lengths[batch[0]] > self.batch_tokens or len(batch) == MAX_BATCH_SIZE):
-                yield batch
-                batch = []
-            batch.append(index)
-        if batch:
-            yield batch
-
     def _pad(self, sequences: list[list[int]]) -> tuple[torch.Tensor, torch.Tensor]:
         width = max(len(ids) for ids in sequences)
         ids = np.full((len(sequences), width), self.pad_id, dtype=np.int64)
@@ -153,17 +146,32 @@ class Embedder:
             mask[row, :len(seq)] = 1
         return torch.from_numpy(ids), torch.from_numpy(mask)
 
+    def _forward_padded(self, sequences: list[list[int]]) -> torch.Tensor:
+        """Pooled fp32 vectors of one padded batch (length-descending sequences)."""
+        ids, mask = self._pad(sequences)
+        states = self.model(input_ids=ids, attention_mask=mask).last_hidden_state
+        return self.pool(states.float(), mask)  # pool in fp32 whatever the model's dtype
+
+    def _forward_packed(self, sequences: list[list[int]]) -> torch.Tensor:
+        """Pooled fp32 vectors of length-descending sequences run end to end, without padding."""
+        ids, positions, packing = pack(sequences)
+        return self.pool_packed(self.packed.forward(ids, positions, packing).float(), packing.lengths)
+
     @torch.inference_mode()
     def embed(self, sequences: list[list[int]]) -> np.ndarray:
         """Embeddings (float32, one row per sequence, input order) of finished token sequences."""
-        lengths = [len(ids) for ids in sequences]
-        order = sorted(range(len(sequences)), key=lengths.__getitem__, reverse=True)
+        order = sorted(range(len(sequences)), key=lambda i: len(sequences[i]), reverse=True)
+        lengths = [len(sequences[i]) for i in order]
+        if self.packed:
+            ranges, forward = packed_chunks(lengths, self.batch_tokens), self._forward_packed
+        else:
+            ranges, forward = padded_batches(lengths, self.batch_tokens), self._forward_padded
         out = np.empty((len(sequences), self.info.dimensions), dtype=np.float32)
-        for batch in self._batches(order, lengths):
-            ids, mask = self._pad([sequences[i] for i in batch])
-            metrics.record_batch(len(batch))
-            states = self.model(input_ids=ids, attention_mask=mask).last_hidden_state
-            vectors = self.pool(states.float(), mask)  # pool in fp32 whatever the model's dtype
+        for first, end in ranges:
+            batch = order[first:end]
+            padding = 0 if self.packed else (end - first) * lengths[first] - sum(lengths[first:end])
+            metrics.record_batch(len(batch), padding)
+            vectors = forward([sequences[i] for i in batch])
             if self.normalize:
                 vectors = torch.nn.functional.normalize(vectors, dim=-1)
             out[batch] = vectors.numpy()

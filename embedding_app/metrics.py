@@ -1,4 +1,4 @@
-"""Prometheus metrics: HTTP requests, embedded texts and tokens, batch sizes, time to ready, live workers.
+"""Prometheus metrics: HTTP requests, embedded texts and tokens, padding, batch sizes, time to ready, live workers.
 
 Under gunicorn every worker writes its values to files in PROMETHEUS_MULTIPROC_DIR (set by
 gunicorn.conf.py before any worker starts) and /metrics merges them, so any worker answers for all.
@@ -22,6 +22,8 @@ TOKENS = Counter("embedding_tokens_total", "Tokens embedded, prompts and special
                  ["model"])
 TRUNCATED = Counter("embedding_truncated_inputs_total", "Inputs cut to the model's maximum length (TRUNCATE=true)",
                     ["model"])
+# Padded / real tokens = 1 + this counter / embedding_tokens_total: 0 on the packed (BERT) path.
+PADDING = Counter("embedding_padding_tokens_total", "Padding tokens the model computed beside the real tokens")
 REQUEST_INPUTS = Histogram("embedding_request_inputs", "Inputs per embeddings request", buckets=SIZE_BUCKETS)
 BATCH_SIZE = Histogram("embedding_batch_size", "Inputs per forward pass of the model", buckets=SIZE_BUCKETS)
 # live* modes: a worker's values vanish when gunicorn's child_exit marks it dead.
@@ -57,9 +59,10 @@ def record_embeddings(model: str, inputs: int, tokens: int, truncated: int) -> N
     REQUEST_INPUTS.observe(inputs)
 
 
-def record_batch(size: int) -> None:
-    """Record the number of inputs in one forward pass."""
+def record_batch(size: int, padding: int = 0) -> None:
+    """Record the number of inputs in one forward pass and the padding tokens it computed."""
     BATCH_SIZE.observe(size)
+    PADDING.inc(padding)
 
 
 def observe_request(route: str, method: str, status: int, seconds: float) -> None:

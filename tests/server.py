@@ -34,7 +34,8 @@ def wait_until(condition, timeout: float, what: str) -> None:
 class GunicornServer:
     """gunicorn wsgi:app with the given settings; stop() ends it, its log stays readable."""
 
-    def __init__(self, log_path: Path, workers: int = 2, **env: str):
+    def __init__(self, log_path: Path, workers: int = 2, root: Path = ROOT, **env: str):
+        self.root = root  # another checkout (e.g. an older commit) to compare against
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.workers = workers
@@ -46,7 +47,7 @@ class GunicornServer:
     def start(self, timeout: float = 120, wait: bool = True) -> "GunicornServer":
         """Launch gunicorn and (unless wait is False) wait until every worker has loaded its models."""
         self.log_file = open(self.log_path, "w")
-        self.process = subprocess.Popen([sys.executable, "-m", "gunicorn", "wsgi:app"], cwd=ROOT, env=self.env,
+        self.process = subprocess.Popen([sys.executable, "-m", "gunicorn", "wsgi:app"], cwd=self.root, env=self.env,
                                         stdout=self.log_file, stderr=subprocess.STDOUT)
         if not wait:
             return self

@@ -12,6 +12,9 @@ import openai
 import pytest
 import requests
 
+from bench.ceiling import rss_mb
+from bench.load import ClientThreads
+
 from .server import GunicornServer, wait_until
 
 # 64-token batches of the tiny model cost ~0.3 ms per input on one core: tens of thousands take seconds.
@@ -28,21 +31,13 @@ def slow_input(count: int, token_ids: bool = False) -> dict:
     return {"input": [f"sentence number {i} with a few more words" for i in range(count)]}
 
 
-def rss_kib(pid: int) -> int:
-    """Resident memory of a process, from /proc."""
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1])
-    raise AssertionError(f"no VmRSS for {pid}")
-
-
 def cpu_seconds(pid: int) -> float:
     """User plus system CPU time of a process, from /proc."""
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-class Load:
+class Load(ClientThreads):
     """Client threads posting small, varied embeddings requests until stopped; outcomes are counted."""
 
     def __init__(self, url: str, clients: int):
@@ -50,12 +45,11 @@ class Load:
         self.ok = 0
         self.failures: list[str] = []
         self.lock = threading.Lock()
-        self.running = True
         self.last_ok = 0.0
         self.longest_gap = 0.0  # the longest time without any successful answer
-        self.threads = [threading.Thread(target=self._run, args=(seed,), daemon=True) for seed in range(clients)]
+        super().__init__(clients)
 
-    def _run(self, seed: int) -> None:
+    def _client(self, seed: int) -> None:
         rng = random.Random(seed)
         while self.running:
             texts = [" ".join(rng.choices(WORDS, k=rng.randint(1, 40))) for _ in range(rng.randint(1, 16))]
@@ -79,16 +73,6 @@ class Load:
     def wait_for_successes(self, count: int, timeout: float = 60) -> None:
         target = self.ok + count
         wait_until(lambda: self.ok >= target, timeout, f"{count} more successful requests")
-
-    def __enter__(self) -> "Load":
-        for thread in self.threads:
-            thread.start()
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.running = False
-        for thread in self.threads:
-            thread.join(90)
 
 
 @pytest.fixture(scope="module")
@@ -173,15 +157,15 @@ def test_load_at_four_times_workers_has_no_errors_and_flat_memory(server):
     pids = server.worker_pids()
     with Load(server.url, clients=4 * len(pids)) as load:
         time.sleep(min(10.0, LOAD_SECONDS / 4))  # warm-up: allocator pools and caches reach their size
-        before = {pid: rss_kib(pid) for pid in pids}
+        before = {pid: rss_mb(pid) for pid in pids}
         served_before = load.ok
         time.sleep(LOAD_SECONDS)
-        after = {pid: rss_kib(pid) for pid in pids}
-    print(f"\n{load.ok - served_before} requests in {LOAD_SECONDS:.0f}s; RSS KiB before {before} after {after}")
+        after = {pid: rss_mb(pid) for pid in pids}
+    print(f"\n{load.ok - served_before} requests in {LOAD_SECONDS:.0f}s; RSS MB before {before} after {after}")
     assert load.failures == [] and load.ok - served_before > 100
     assert set(server.worker_pids()) == set(pids)
     for pid in pids:
-        assert after[pid] - before[pid] < 16 * 1024, f"worker {pid} grew from {before[pid]} to {after[pid]} KiB"
+        assert after[pid] - before[pid] < 16, f"worker {pid} grew from {before[pid]:.1f} to {after[pid]:.1f} MB"
 
 
 def test_sigterm_finishes_in_flight_requests_and_refuses_new_ones(tiny_model_dir, output_dir):

@@ -70,6 +70,7 @@ def test_texts_tokens_batches_and_latency_are_recorded(busy_server, tiny_model_d
     assert samples[("embedding_truncated_inputs_total", model)] == 0
     assert samples[("embedding_request_inputs_count", ())] == REQUESTS
     assert samples[("embedding_batch_size_count", ())] >= REQUESTS
+    assert samples[("embedding_padding_tokens_total", ())] == 0  # a BERT model: packed, no padding
     latency = ("embedding_http_request_duration_seconds_count",
                (("method", "POST"), ("route", "/v1/embeddings"), ("status", "200")))
     assert samples[latency] == REQUESTS

@@ -1,0 +1,149 @@
+"""Padding-free forward for BERT-family encoders: every Linear on all tokens at once, attention per length group.
+
+A request's sequences are packed end to end into one [tokens, hidden] matrix, so the matrix multiplications
+(about 90 % of the work) never see a padding token and run with a large M. Only attention needs sequences
+apart: sequences of (nearly) equal length share one SDPA call, padded inside attention only.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from .batching import padded_batches
+
+# Attention groups: padded attention positions at most 15 % over the real ones (plus a few, so that nearly
+# equal short inputs share one call); equal lengths need no mask at all.
+ATTENTION_SLACK = 1.15
+ATTENTION_FLOOR = 32
+GELU = {"gelu": "none", "gelu_new": "tanh", "gelu_pytorch_tanh": "tanh"}  # hidden_act -> F.gelu approximate
+
+
+def supported(model: nn.Module) -> str | None:
+    """Why model cannot take the packed path, or None when it can (a plain BERT encoder)."""
+    config = model.config
+    if config.model_type != "bert":
+        return f"model_type {config.model_type!r} is not bert"
+    if config.is_decoder or getattr(config, "add_cross_attention", False):
+        return "decoder or cross-attention"
+    if getattr(config, "position_embedding_type", "absolute") != "absolute":
+        return f"position_embedding_type {config.position_embedding_type!r}"
+    if config.hidden_act not in GELU:
+        return f"hidden_act {config.hidden_act!r}"
+    return None
+
+
+@dataclass(frozen=True)
+class Packing:
+    """Where each sequence sits in the packed tokens, and how attention groups them."""
+
+    lengths: torch.Tensor  # [sequences] int64
+    offsets: list[int]  # [sequences + 1]: sequence i is rows offsets[i]:offsets[i + 1]
+    groups: list[tuple[int, int]]  # [first, end) sequence ranges that share one attention call
+
+
+def pack(sequences: list[list[int]]) -> tuple[torch.Tensor, torch.Tensor, Packing]:
+    """Token ids and position ids of length-descending sequences, end to end, and their Packing."""
+    lengths = [len(ids) for ids in sequences]
+    offsets = [0]
+    for length in lengths:
+        offsets.append(offsets[-1] + length)
+    ids = torch.tensor([token for ids in sequences for token in ids], dtype=torch.int64)
+    positions = torch.cat([torch.arange(length) for length in lengths])
+    groups = padded_batches(lengths, budget=1 << 62, slack=ATTENTION_SLACK, floor=ATTENTION_FLOOR)
+    return ids, positions, Packing(torch.tensor(lengths), offsets, groups)
+
+
+class PackedBert:
+    """Runs a loaded transformers BertModel on packed tokens, using its own modules and weights."""
+
+    def __init__(self, model: nn.Module):
+        self.model = model
+        self.heads = model.config.num_attention_heads
+        self.approximate = GELU[model.config.hidden_act]
+        self.layers = [_fuse_qkv(layer.attention.self) for layer in model.encoder.layer]
+
+    def _embed(self, ids: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:
+        embeddings = self.model.embeddings
+        # token_type_ids are all 0 for a single text: one row of the table, broadcast.
+        states = embeddings.word_embeddings(ids) + embeddings.token_type_embeddings.weight[0]
+        states += embeddings.position_embeddings(positions)
+        return embeddings.LayerNorm(states)
+
+    def _attention(self, qkv: torch.Tensor, packing: Packing) -> torch.Tensor:
+        hidden = qkv.shape[1] // 3
+        width = hidden // self.heads
+        out = torch.empty(qkv.shape[0], hidden, dtype=qkv.dtype)
+        for first, end in packing.groups:
+            start, stop = packing.offsets[first], packing.offsets[end]
+            count, longest = end - first, packing.offsets[first + 1] - start
+            if count * longest == stop - start:  # equal lengths: a view, no padding, no mask
+                block = qkv[start:stop].view(count, longest, 3, self.heads, width)
+                mask = valid = None
+            else:
+                block, mask, valid = _pad_group(qkv, packing, first, end, longest)
+                block = block.view(count, longest, 3, self.heads, width)
+            q, k, v = block.permute(2, 0, 3, 1, 4).unbind(0)  # each [count, heads, longest, width]
+            attended = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
+            attended = attended.transpose(1, 2).reshape(count * longest, hidden)
+            out[start:stop] = attended if valid is None else attended[valid]
+        return out
+
+    def forward(self, ids: torch.Tensor, positions: torch.Tensor, packing: Packing) -> torch.Tensor:
+        """Last hidden states of the packed tokens, [tokens, hidden]."""
+        states = self._embed(ids, positions)
+        for layer, qkv_linear in zip(self.model.encoder.layer, self.layers):
+            attention = self._attention(qkv_linear(states), packing)
+            output = layer.attention.output
+            states = output.LayerNorm(output.dense(attention).add_(states))
+            inner = F.gelu(layer.intermediate.dense(states), approximate=self.approximate)
+            output = layer.output
+            states = output.LayerNorm(output.dense(inner).add_(states))
+        return states
+
+
+def _pad_group(qkv: torch.Tensor, packing: Packing, first: int, end: int, longest: int):
+    """One attention group's rows padded to [count * longest, 3 * hidden], its key mask and its real rows."""
+    lengths = packing.lengths[first:end]
+    steps = torch.arange(longest)
+    valid = steps < lengths[:, None]  # [count, longest]
+    starts = torch.tensor(packing.offsets[first:end])[:, None]
+    rows = torch.where(valid, starts + steps, starts)  # padding rows repeat a real row: masked out as keys
+    return qkv[rows.reshape(-1)], valid[:, None, None, :], valid.reshape(-1)
+
+
+class _FusedQKV:
+    """Query, key and value projections in one matrix multiplication."""
+
+    def __init__(self, weight: torch.Tensor, bias: torch.Tensor):
+        self.weight, self.bias = weight, bias
+
+    def __call__(self, states: torch.Tensor) -> torch.Tensor:
+        return F.linear(states, self.weight, self.bias)
+
+
+class _SeparateQKV:
+    """Query, key and value projections called one by one (quantized Linear modules cannot be fused)."""
+
+    def __init__(self, attention: nn.Module):
+        self.parts = (attention.query, attention.key, attention.value)
+
+    def __call__(self, states: torch.Tensor) -> torch.Tensor:
+        return torch.cat([part(states) for part in self.parts], dim=1)
+
+
+def _fuse_qkv(attention: nn.Module):
+    """One [3 * hidden, hidden] weight whose thirds become the query, key and value weights (no extra copy)."""
+    parts = (attention.query, attention.key, attention.value)
+    if not all(type(part) is nn.Linear and part.bias is not None for part in parts):
+        return _SeparateQKV(attention)
+    weight = torch.cat([part.weight.detach() for part in parts])
+    bias = torch.cat([part.bias.detach() for part in parts])
+    hidden = parts[0].weight.shape[0]
+    for index, part in enumerate(parts):  # the HF modules keep working, on views of the fused tensors
+        part.weight = nn.Parameter(weight[index * hidden:(index + 1) * hidden], requires_grad=False)
+        part.bias = nn.Parameter(bias[index * hidden:(index + 1) * hidden], requires_grad=False)
+    return _FusedQKV(weight, bias)

@@ -1,0 +1,93 @@
+"""The padding-free BERT path against transformers' own forward, every pooling, and the padded fallback."""
+
+import numpy as np
+import pytest
+import torch
+
+from embedding_app.batching import padded_batches
+from embedding_app.embedder import Embedder
+from embedding_app.model_source import resolve_model
+from embedding_app.packed import pack
+from embedding_app.settings import POOL_TYPES, Settings
+
+TEXTS = ["a", "a short sentence", "two words", "x " * 40, "a much longer text " * 12, "mid length text here", "b"]
+
+
+def hf_pooled(embedder: Embedder, sequences: list[list[int]]) -> np.ndarray:
+    """transformers' forward of each sequence alone (no padding anywhere), pooled and normalised."""
+    rows = []
+    for ids in sequences:
+        tokens = torch.tensor([ids])
+        states = embedder.model(input_ids=tokens).last_hidden_state.float()
+        rows.append(torch.nn.functional.normalize(embedder.pool(states, torch.ones_like(tokens)), dim=-1)[0])
+    return torch.stack(rows).numpy()
+
+
+def min_cosine(a: np.ndarray, b: np.ndarray) -> float:
+    return float(np.min(np.sum(a * b, axis=1) / np.linalg.norm(a, axis=1) / np.linalg.norm(b, axis=1)))
+
+
+@pytest.mark.parametrize("pooling", POOL_TYPES)
+def test_packed_matches_transformers_on_the_tiny_model(tiny_model_dir, pooling):
+    embedder = Embedder.load(resolve_model(str(tiny_model_dir), None), Settings(pool_type=pooling), "fp32")
+    assert embedder.packed is not None
+    sequences = embedder.finish(embedder.tokenize(TEXTS), True)
+    with torch.inference_mode():
+        assert min_cosine(embedder.embed(sequences), hf_pooled(embedder, sequences)) >= 0.99999
+
+
+@pytest.mark.parametrize("mode, bound", [("fp32", 0.99999), ("bf16", 0.999)])
+def test_packed_matches_transformers_on_minilm(minilm_dir, texts, mode, bound):
+    embedder = Embedder.load(resolve_model(str(minilm_dir), None), Settings(), mode)
+    assert embedder.packed is not None
+    sequences = embedder.finish(embedder.tokenize(texts[:48]), True)
+    with torch.inference_mode():
+        assert min_cosine(embedder.embed(sequences), hf_pooled(embedder, sequences)) >= bound
+
+
+def test_packing_groups_cover_every_sequence_once():
+    lengths = [256, 250, 200, 120, 40, 38, 37, 12, 5, 3, 3, 1]
+    ids, positions, packing = pack([[7] * n for n in lengths])
+    assert len(ids) == len(positions) == sum(lengths) == packing.offsets[-1]
+    assert positions[lengths[0]] == 0 and positions[lengths[0] - 1] == lengths[0] - 1
+    covered = [i for first, end in packing.groups for i in range(first, end)]
+    assert covered == list(range(len(lengths)))
+
+
+def test_padded_batches_keep_padding_within_ten_percent_plus_floor():
+    rng = np.random.default_rng(0)
+    lengths = sorted(rng.integers(3, 257, 500).tolist(), reverse=True)
+    batches = padded_batches(lengths, budget=8192)
+    assert [i for first, end in batches for i in range(first, end)] == list(range(len(lengths)))
+    for first, end in batches:
+        padded, real = (end - first) * lengths[first], sum(lengths[first:end])
+        assert padded <= 8192 or end - first == 1
+        assert padded <= 1.10 * real + 64
+
+
+@pytest.fixture(scope="module")
+def roberta_dir(tmp_path_factory, minilm_dir):
+    """A tiny random RoBERTa (not a BERT: the packed path does not take it) with MiniLM's tokenizer."""
+    from transformers import AutoTokenizer, RobertaConfig, RobertaModel
+
+    directory = tmp_path_factory.mktemp("tiny-roberta")
+    tokenizer = AutoTokenizer.from_pretrained(minilm_dir)
+    torch.manual_seed(0)
+    config = RobertaConfig(hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=37,
+                           vocab_size=len(tokenizer), max_position_embeddings=80, pad_token_id=0)
+    RobertaModel(config).save_pretrained(directory)
+    tokenizer.save_pretrained(directory)
+    return directory
+
+
+def test_unsupported_architecture_uses_padded_batches_with_the_same_results(roberta_dir, monkeypatch):
+    from embedding_app import metrics
+
+    embedder = Embedder.load(resolve_model(str(roberta_dir), None), Settings(), "fp32")
+    assert embedder.packed is None and "roberta" in embedder.fallback
+    sequences = embedder.finish(embedder.tokenize(TEXTS), True)
+    padding = []
+    monkeypatch.setattr(metrics, "record_batch", lambda size, pad: padding.append(pad))
+    with torch.inference_mode():
+        assert min_cosine(embedder.embed(sequences), hf_pooled(embedder, sequences)) >= 0.99999
+    assert 0 < sum(padding) <= 0.10 * sum(map(len, sequences)) + 64 * len(padding)
