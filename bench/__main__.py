@@ -11,13 +11,13 @@ import sys
 import time
 from concurrent.futures import ProcessPoolExecutor
 
-from tests.server import ROOT, GunicornServer
+from harness.server import ROOT, GunicornServer, rss_mb
+from harness.workload import load_texts, make_requests, split_by_length
 
-from .ceiling import CeilingProcesses, rss_mb
+from .ceiling import CeilingProcesses
 from .load import run_load
 from .modes import measure_modes
 from .overhead import STAGES, measure_overhead
-from .workload import load_texts, make_requests, split_by_length
 
 RESULTS = ROOT / "bench" / "results"
 ALL_MODES = ("bf16", "int8", "int8-ffn-fp32")  # beside fp32, which every table includes

@@ -5,13 +5,7 @@ from __future__ import annotations
 import multiprocessing
 import time
 
-
-def rss_mb(pid: int | str = "self") -> float:
-    """Resident set size of a process, in MB."""
-    for line in open(f"/proc/{pid}/status"):
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) / 1024
-    return 0.0
+from harness.server import rss_mb
 
 
 def _worker(share, quantize, threads, commands, results) -> None:

@@ -5,10 +5,10 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from tests.server import ROOT, GunicornServer
+from harness.server import ROOT, GunicornServer
+from harness.workload import load_texts, make_requests, split_by_length
 
 from .load import run_load
-from .workload import load_texts, make_requests, split_by_length
 
 
 def best_of(rounds: int, runs: dict) -> dict:

@@ -10,27 +10,6 @@ import numpy as np
 import requests
 
 
-class ClientThreads:
-    """Client threads that run `self._client(seed)` until the with-block ends (`self.running` turns False)."""
-
-    def __init__(self, clients: int, seed: int = 0):
-        self.running = True
-        self.threads = [threading.Thread(target=self._client, args=(seed + i,), daemon=True) for i in range(clients)]
-
-    def _client(self, seed: int) -> None:
-        raise NotImplementedError
-
-    def __enter__(self):
-        for thread in self.threads:
-            thread.start()
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.running = False
-        for thread in self.threads:
-            thread.join(150)
-
-
 @dataclass(frozen=True)
 class LoadResult:
     """What one load run measured."""

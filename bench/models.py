@@ -19,9 +19,7 @@ from pathlib import Path
 import requests
 
 from embedding_app.model_source import default_model_dir
-from tests.server import GunicornServer
-
-from .ceiling import rss_mb
+from harness.server import GunicornServer, rss_mb
 
 
 def measure(model_name: str, log: Path) -> tuple[float, float, float]:

@@ -6,9 +6,8 @@ import json
 import time
 from dataclasses import dataclass
 
-from tests.quality import Fidelity, measure_fidelity
-
-from .workload import DATA
+from harness.quality import Fidelity, measure_fidelity
+from harness.workload import DATA
 
 BATCH = 32
 
@@ -38,8 +37,7 @@ def measure_modes(modes: tuple[str, ...], threads: int, rounds: int) -> list[Mod
     from embedding_app.embedder import Embedder
     from embedding_app.model_source import resolve_model
     from embedding_app.settings import Settings
-
-    from .workload import load_texts
+    from harness.workload import load_texts
 
     torch.set_num_threads(threads)
     source = resolve_model("", None)

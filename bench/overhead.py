@@ -26,8 +26,8 @@ def measure_overhead(texts: list[str], quantize: str, threads: int, sizes: tuple
 
     from embedding_app.encoding import render_embeddings
     from embedding_app.model_source import resolve_model
-    from embedding_app.runtime import load_worker_model
     from embedding_app.parsing import parse_request
+    from embedding_app.runtime import load_worker_model
     from embedding_app.settings import Settings
 
     embedder = load_worker_model(Settings(quantize=quantize, threads_per_worker=threads), resolve_model("", None))

@@ -32,12 +32,12 @@ def main() -> None:
     options = parser.parse_args()
     import torch
 
-    from embedding_app import batching, embedder as embedder_module
+    from embedding_app import batching
+    from embedding_app import embedder as embedder_module
     from embedding_app.embedder import Embedder
     from embedding_app.model_source import resolve_model
     from embedding_app.settings import Settings
-
-    from .workload import load_texts
+    from harness.workload import load_texts
 
     torch.set_num_threads(1)
     embedder = Embedder.load(resolve_model("", None), Settings(), options.mode)

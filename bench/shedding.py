@@ -18,9 +18,8 @@ from concurrent.futures import ThreadPoolExecutor
 
 import requests
 
-from tests.server import ROOT, GunicornServer, free_port, wait_until
-
-from .workload import REQUEST_SIZES, load_texts
+from harness.server import ROOT, GunicornServer, free_port, wait_until
+from harness.workload import REQUEST_SIZES, load_texts
 
 
 def start_proxy(upstream_port: int, in_flight: int, workdir: str) -> tuple[subprocess.Popen, str]:

@@ -11,8 +11,7 @@ import pytest
 from embedding_app import create_app, runtime
 from embedding_app.model_source import default_model_dir
 from embedding_app.settings import Settings
-
-from .server import GunicornServer
+from harness.server import GunicornServer
 
 DATA = Path(__file__).parent / "data"
 TINY_MAX_TOKENS = 16

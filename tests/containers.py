@@ -9,7 +9,7 @@ import time
 
 import pytest
 
-from .server import ROOT, free_port
+from harness.server import ROOT, free_port
 
 ENGINE_SCRIPT = ROOT.parent / "shared" / "tools" / "container-engine.sh"
 COMPOSE_FILES = [["-f", "docker-compose.yml"], ["-f", "docker-compose.yml", "-f", "docker-compose.local-model.yml"]]

@@ -8,8 +8,9 @@ import sys
 import numpy as np
 import pytest
 
+from harness.server import ROOT
+
 from .conftest import TINY_MAX_TOKENS
-from .server import ROOT
 
 
 def embed(client, **body):

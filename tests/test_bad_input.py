@@ -5,7 +5,7 @@ import json
 import pytest
 import requests
 
-from .server import GunicornServer
+from harness.server import GunicornServer
 
 JSON = {"Content-Type": "application/json"}
 VOCAB = 30522  # the tiny model uses all-MiniLM-L6-v2's tokenizer

@@ -13,9 +13,9 @@ from pathlib import Path
 import pytest
 
 from embedding_app.prepare import prepare
+from harness.server import ROOT
 
 from .containers import COMPOSE_FILES, STACK_TIMEOUT, compose, stack  # noqa: F401 (fixtures)
-from .server import ROOT
 
 
 @pytest.mark.parametrize("dockerfile", ["Dockerfile", "deploy/nginx/Dockerfile"])

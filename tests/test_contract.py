@@ -5,7 +5,14 @@ from __future__ import annotations
 import pytest
 from pydantic import BaseModel
 
-from embedding_app.schemas import EmbeddingResponse, ErrorResponse, Health, ModelCard, ModelList, ServerInfo
+from embedding_app.schemas import (
+    EmbeddingResponse,
+    ErrorResponse,
+    Health,
+    ModelCard,
+    ModelList,
+    ServerInfo,
+)
 
 
 def assert_matches(model: type[BaseModel], body: dict) -> None:

@@ -7,7 +7,7 @@ import openai
 import pytest
 import requests
 
-from .server import GunicornServer
+from harness.server import GunicornServer
 
 
 @pytest.fixture(scope="module")

@@ -12,10 +12,8 @@ import openai
 import pytest
 import requests
 
-from bench.ceiling import rss_mb
-from bench.load import ClientThreads
-
-from .server import GunicornServer, wait_until
+from harness.clients import ClientThreads
+from harness.server import GunicornServer, rss_mb, wait_until
 
 # 64-token batches of the tiny model cost ~0.3 ms per input on one core: tens of thousands take seconds.
 SLOW = {"BATCH_TOKENS": "64", "MAX_INPUTS": "100000", "MAX_TOKENS_PER_REQUEST": "100000000", "QUANTIZE": "false",

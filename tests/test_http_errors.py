@@ -7,7 +7,7 @@ import socket
 
 import pytest
 
-from .server import GunicornServer
+from harness.server import GunicornServer
 
 HOST = b"Host: 127.0.0.1\r\n"
 JSON = b"Content-Type: application/json\r\n"

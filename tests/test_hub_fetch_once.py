@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from .server import GunicornServer
+from harness.server import GunicornServer
 
 # Wraps snapshot_download in the master's interpreter (workers are forks of it) to log the pid of each call.
 SITECUSTOMIZE = """

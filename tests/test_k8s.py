@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from .server import ROOT
+from harness.server import ROOT
 
 MANIFESTS = sorted((ROOT / "deploy" / "k8s").glob("*.yaml"))
 # Peak resident memory of one worker serving all-MiniLM-L6-v2 in fp32 with 8192-token batches (measured).

@@ -1,9 +1,7 @@
 """Worker memory under varied load: real gunicorn, all-MiniLM-L6-v2 in the default mode, RSS flat after warm-up."""
 
-from bench.ceiling import rss_mb
-from bench.memory import Soak
-
-from .server import GunicornServer, wait_until
+from harness.clients import Soak
+from harness.server import GunicornServer, rss_mb, wait_until
 
 # Requests of 1-64 random texts of 1-300 words: nearly every one brings new tensor shapes. Before the fix in
 # embedding_app/allocator.py a bf16 worker grew by 30-50 MB every 10 such requests, without levelling off.

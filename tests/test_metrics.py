@@ -15,7 +15,7 @@ import pytest
 import requests
 from prometheus_client.parser import text_string_to_metric_families
 
-from .server import GunicornServer, wait_until
+from harness.server import GunicornServer, wait_until
 
 REQUESTS = 24
 

@@ -7,8 +7,14 @@ import shutil
 import numpy as np
 import pytest
 
-from embedding_app.model_source import (DEFAULT_HUB_ID, DEFAULT_MODEL_ID, ModelSourceError, ModelSpec, resolve_model,
-                                        resolve_models)
+from embedding_app.model_source import (
+    DEFAULT_HUB_ID,
+    DEFAULT_MODEL_ID,
+    ModelSourceError,
+    ModelSpec,
+    resolve_model,
+    resolve_models,
+)
 
 from .conftest import HUB_REVISION, PROMPTS
 from .test_api import assert_error, embed

@@ -12,9 +12,9 @@ from embedding_app.embedder import Embedder
 from embedding_app.model_source import ModelSourceError, resolve_model
 from embedding_app.prepare import prepare
 from embedding_app.settings import Settings
+from harness.server import ROOT
 
 from .conftest import TINY_MAX_TOKENS
-from .server import ROOT
 
 
 def test_prepare_copies_weights_tokenizer_and_sentence_transformers_config(tiny_model_dir, tmp_path):

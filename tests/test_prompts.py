@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 
 from embedding_app.embedder import Embedder
-from embedding_app.runtime import ServedModel
 from embedding_app.model_source import resolve_model
+from embedding_app.runtime import ServedModel
 from embedding_app.settings import Settings
 
 from .conftest import PROMPTS, with_prompts

@@ -6,9 +6,9 @@ import pytest
 
 from embedding_app.quantize import FAITHFUL_MODES, UNFAITHFUL_MODES, choose_mode
 from embedding_app.settings import QUANTIZE_MODES, Settings
+from harness.quality import measure_fidelity
 
 from .conftest import DATA
-from .quality import measure_fidelity
 
 MIN_COSINE = 0.999
 MIN_BATCH_INVARIANCE = 0.999

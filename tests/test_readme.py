@@ -7,7 +7,7 @@ import sys
 
 import pytest
 
-from .server import ROOT
+from harness.server import ROOT
 
 BLOCKS = re.findall(r"```(python|bash)\n(.*?)```", (ROOT / "README.md").read_text(), re.S)
 EXAMPLES = [(lang, code) for lang, code in BLOCKS if "localhost:7860" in code]

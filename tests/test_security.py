@@ -9,8 +9,8 @@ import requests
 from embedding_app import create_app
 from embedding_app.auth import is_protected, key_matches
 from embedding_app.settings import Settings, settings_from_env
+from harness.server import GunicornServer, wait_until
 
-from .server import GunicornServer, wait_until
 from .test_api import assert_error
 
 KEYS = ("sk-test-first-key", "sk-test-second-key")

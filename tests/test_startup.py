@@ -11,7 +11,7 @@ import time
 
 import pytest
 
-from .server import ROOT, free_port
+from harness.server import ROOT, free_port
 
 
 def run_gunicorn(port: int | None = None, **env):
@@ -58,7 +58,7 @@ def test_bad_setting_stops_the_server_naming_the_key(key, value, allowed):
 
 
 def test_hf_token_is_never_logged(tiny_model_dir, output_dir):
-    from .server import GunicornServer
+    from harness.server import GunicornServer
 
     with GunicornServer(output_dir / "gunicorn-token.log", workers=1, MODEL_NAME=str(tiny_model_dir),
                         HF_TOKEN="hf_do_not_print_me", LOG_LEVEL="debug") as server:

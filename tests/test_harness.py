@@ -2,9 +2,8 @@
 
 import numpy as np
 
-from bench.workload import REQUEST_SIZES, make_requests
-
-from .quality import overlap, top_k
+from harness.quality import overlap, top_k
+from harness.workload import REQUEST_SIZES, make_requests
 
 
 def test_workload_is_the_same_every_run():

@@ -31,6 +31,14 @@ def wait_until(condition, timeout: float, what: str) -> None:
         time.sleep(0.1)
 
 
+def rss_mb(pid: int | str = "self") -> float:
+    """Resident set size of a process, in MB."""
+    for line in open(f"/proc/{pid}/status"):
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return 0.0
+
+
 class GunicornServer:
     """gunicorn wsgi:app with the given settings; stop() ends it, its log stays readable."""
 

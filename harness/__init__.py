@@ -1,0 +1,1 @@
+"""What the tests and the benchmarks share: real gunicorn servers, client load, the workload, fidelity arithmetic."""
