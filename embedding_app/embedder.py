@@ -100,8 +100,14 @@ class Embedder:
         embedder.embed([embedder.tokenize(["warm up"])[0]])  # first forward pays one-off kernel set-up
         log.info("loaded %s from %s in %.1fs (%s, pooling=%s, max_tokens=%d, %s)", info.id, source.path,
                  time.perf_counter() - started, mode, info.pooling, info.max_tokens,
-                 "packed batches" if embedder.packed else f"padded batches: {embedder.fallback}")
+                 embedder.describe_path())
         return embedder
+
+    def describe_path(self) -> str:
+        """Which forward this model takes, for the load log line."""
+        if not self.packed:
+            return f"padded batches: {self.fallback}"
+        return f"packed batches, {'oneDNN pre-packed' if self.packed.uses_onednn() else 'F.linear'} Linear layers"
 
     def tokenize(self, texts: list[str]) -> list[list[int]]:
         """Token ids of each text without special tokens; one longer than the model takes may stop past room."""

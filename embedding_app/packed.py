@@ -2,23 +2,20 @@
 
 A request's sequences are packed end to end into one [tokens, hidden] matrix, so the matrix multiplications
 (about 90 % of the work) never see a padding token and run with a large M. Only attention needs sequences
-apart: sequences of (nearly) equal length share one SDPA call, padded inside attention only.
+apart: sequences of equal length share one SDPA call, and nothing is ever padded.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from itertools import groupby
 
 import torch
 from torch import nn
 from torch.nn import functional as F
 
-from .batching import padded_batches
+from .linear import Linear, linear
 
-# Attention groups: padded attention positions at most 15 % over the real ones (plus a few, so that nearly
-# equal short inputs share one call); equal lengths need no mask at all.
-ATTENTION_SLACK = 1.15
-ATTENTION_FLOOR = 32
 GELU = {"gelu": "none", "gelu_new": "tanh", "gelu_pytorch_tanh": "tanh"}  # hidden_act -> F.gelu approximate
 
 
@@ -42,7 +39,7 @@ class Packing:
 
     lengths: torch.Tensor  # [sequences] int64
     offsets: list[int]  # [sequences + 1]: sequence i is rows offsets[i]:offsets[i + 1]
-    groups: list[tuple[int, int]]  # [first, end) sequence ranges that share one attention call
+    groups: list[tuple[int, int]]  # [first, end) ranges of equal-length sequences: one attention call each
 
 
 def pack(sequences: list[list[int]]) -> tuple[torch.Tensor, torch.Tensor, Packing]:
@@ -53,7 +50,13 @@ def pack(sequences: list[list[int]]) -> tuple[torch.Tensor, torch.Tensor, Packin
         offsets.append(offsets[-1] + length)
     ids = torch.tensor([token for ids in sequences for token in ids], dtype=torch.int64)
     positions = torch.cat([torch.arange(length) for length in lengths])
-    groups = padded_batches(lengths, budget=1 << 62, slack=ATTENTION_SLACK, floor=ATTENTION_FLOOR)
+    # Equal lengths only: measured (BENCHMARKS.md) 11-14 % faster end to end than groups padded up to 15 % with
+    # a key mask, because SDPA with a mask is far slower than more, smaller calls without one.
+    groups, first = [], 0
+    for _, run in groupby(lengths):
+        end = first + len(list(run))
+        groups.append((first, end))
+        first = end
     return ids, positions, Packing(torch.tensor(lengths), offsets, groups)
 
 
@@ -64,7 +67,7 @@ class PackedBert:
         self.model = model
         self.heads = model.config.num_attention_heads
         self.approximate = GELU[model.config.hidden_act]
-        self.layers = [_fuse_qkv(layer.attention.self) for layer in model.encoder.layer]
+        self.layers = [_Layer(layer, self.approximate) for layer in model.encoder.layer]
 
     def _embed(self, ids: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:
         embeddings = self.model.embeddings
@@ -79,50 +82,41 @@ class PackedBert:
         out = torch.empty(qkv.shape[0], hidden, dtype=qkv.dtype)
         for first, end in packing.groups:
             start, stop = packing.offsets[first], packing.offsets[end]
-            count, longest = end - first, packing.offsets[first + 1] - start
-            if count * longest == stop - start:  # equal lengths: a view, no padding, no mask
-                block = qkv[start:stop].view(count, longest, 3, self.heads, width)
-                mask = valid = None
-            else:
-                block, mask, valid = _pad_group(qkv, packing, first, end, longest)
-                block = block.view(count, longest, 3, self.heads, width)
-            q, k, v = block.permute(2, 0, 3, 1, 4).unbind(0)  # each [count, heads, longest, width]
-            attended = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
-            attended = attended.transpose(1, 2).reshape(count * longest, hidden)
-            out[start:stop] = attended if valid is None else attended[valid]
+            count, length = end - first, packing.offsets[first + 1] - start
+            block = qkv[start:stop].view(count, length, 3, self.heads, width)
+            q, k, v = block.permute(2, 0, 3, 1, 4).unbind(0)  # each [count, heads, length, width]
+            attended = F.scaled_dot_product_attention(q, k, v)
+            out[start:stop] = attended.transpose(1, 2).reshape(count * length, hidden)
         return out
 
     def forward(self, ids: torch.Tensor, positions: torch.Tensor, packing: Packing) -> torch.Tensor:
         """Last hidden states of the packed tokens, [tokens, hidden]."""
         states = self._embed(ids, positions)
-        for layer, qkv_linear in zip(self.model.encoder.layer, self.layers):
-            attention = self._attention(qkv_linear(states), packing)
-            output = layer.attention.output
-            states = output.LayerNorm(output.dense(attention).add_(states))
-            inner = F.gelu(layer.intermediate.dense(states), approximate=self.approximate)
-            output = layer.output
-            states = output.LayerNorm(output.dense(inner).add_(states))
+        for layer in self.layers:
+            attention = self._attention(layer.qkv(states), packing)
+            states = layer.attention_norm(layer.attention_out(attention).add_(states))
+            states = layer.output_norm(layer.down(layer.up(states)).add_(states))
         return states
 
-
-def _pad_group(qkv: torch.Tensor, packing: Packing, first: int, end: int, longest: int):
-    """One attention group's rows padded to [count * longest, 3 * hidden], its key mask and its real rows."""
-    lengths = packing.lengths[first:end]
-    steps = torch.arange(longest)
-    valid = steps < lengths[:, None]  # [count, longest]
-    starts = torch.tensor(packing.offsets[first:end])[:, None]
-    rows = torch.where(valid, starts + steps, starts)  # padding rows repeat a real row: masked out as keys
-    return qkv[rows.reshape(-1)], valid[:, None, None, :], valid.reshape(-1)
+    def uses_onednn(self) -> bool:
+        """Whether every plain Linear layer runs pre-packed oneDNN (the log says which path a worker took)."""
+        return all(part.packed is not None for layer in self.layers for part in layer.linears())
 
 
-class _FusedQKV:
-    """Query, key and value projections in one matrix multiplication."""
+class _Layer:
+    """One encoder layer's matrix multiplications (GELU fused into the up-projection) and layer norms."""
 
-    def __init__(self, weight: torch.Tensor, bias: torch.Tensor):
-        self.weight, self.bias = weight, bias
+    def __init__(self, layer: nn.Module, approximate: str):
+        self.qkv = _fuse_qkv(layer.attention.self)
+        self.attention_out = linear(layer.attention.output.dense)
+        self.attention_norm = layer.attention.output.LayerNorm
+        self.up = linear(layer.intermediate.dense, gelu=approximate)
+        self.down = linear(layer.output.dense)
+        self.output_norm = layer.output.LayerNorm
 
-    def __call__(self, states: torch.Tensor) -> torch.Tensor:
-        return F.linear(states, self.weight, self.bias)
+    def linears(self) -> list:
+        """The layers that may run pre-packed."""
+        return [self.qkv, self.attention_out, self.up, self.down]
 
 
 class _SeparateQKV:
@@ -130,6 +124,7 @@ class _SeparateQKV:
 
     def __init__(self, attention: nn.Module):
         self.parts = (attention.query, attention.key, attention.value)
+        self.packed = None
 
     def __call__(self, states: torch.Tensor) -> torch.Tensor:
         return torch.cat([part(states) for part in self.parts], dim=1)
@@ -146,4 +141,4 @@ def _fuse_qkv(attention: nn.Module):
     for index, part in enumerate(parts):  # the HF modules keep working, on views of the fused tensors
         part.weight = nn.Parameter(weight[index * hidden:(index + 1) * hidden], requires_grad=False)
         part.bias = nn.Parameter(bias[index * hidden:(index + 1) * hidden], requires_grad=False)
-    return _FusedQKV(weight, bias)
+    return Linear(weight, bias)

@@ -52,6 +52,9 @@ def test_packing_groups_cover_every_sequence_once():
     assert positions[lengths[0]] == 0 and positions[lengths[0] - 1] == lengths[0] - 1
     covered = [i for first, end in packing.groups for i in range(first, end)]
     assert covered == list(range(len(lengths)))
+    # attention is never padded: a group holds sequences of one length only, and every length has one group
+    assert all(len(set(lengths[first:end])) == 1 for first, end in packing.groups)
+    assert len(packing.groups) == len(set(lengths))
 
 
 def test_padded_batches_keep_padding_within_ten_percent_plus_floor():
