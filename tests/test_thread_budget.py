@@ -1,0 +1,94 @@
+"""THREADS_PER_WORKER=auto on real gunicorn: a lone request gets every core, busy workers share them, a killed worker's
+share comes back, and embeddings do not depend on the share."""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+
+import numpy as np
+import pytest
+import requests
+
+from embedding_app.thread_budget import available_cores
+from harness.server import GunicornServer, wait_until
+
+from .test_metrics import scrape
+
+CORES = available_cores()
+pytestmark = pytest.mark.skipif(CORES < 2, reason="sharing cores needs at least 2")
+SHARED = re.compile(rf"\[(\d+)\] \[DEBUG\] pid \d+: {CORES // 2} torch thread\(s\)")
+
+
+@pytest.fixture(scope="module")
+def auto_server(output_dir):
+    """Two fp32 workers sharing the cores; 512-token forwards, so that a request of many texts runs many of them."""
+    with GunicornServer(output_dir / "gunicorn-threads-auto.log", workers=2, MODEL_NAME="", QUANTIZE="false",
+                        EMBEDDING_SERVER_THREADS_PER_WORKER="auto", BATCH_TOKENS="512", LOG_LEVEL="debug") as server:
+        yield server
+
+
+def embed(server, texts: list[str]) -> np.ndarray:
+    response = requests.post(f"{server.url}/v1/embeddings", json={"input": texts}, timeout=300)
+    response.raise_for_status()
+    return np.array([item["embedding"] for item in response.json()["data"]], dtype=np.float32)
+
+
+def last_worker(server) -> int:
+    """The pid of the worker that answered the latest embeddings request (from the access log)."""
+    pids = re.findall(r'"POST /v1/embeddings .* worker=<(\d+)>', server.log())
+    return int(pids[-1])
+
+
+def torch_threads(server, pid: int) -> float:
+    return scrape(server.url)[("embedding_worker_torch_threads", (("pid", str(pid)),))]
+
+
+@pytest.fixture(scope="module")
+def shared_run(auto_server, texts):
+    """The same 40 texts embedded by two concurrent requests (both workers busy), and where the log was before."""
+    before = len(auto_server.log())
+    with ThreadPoolExecutor(2) as pool:
+        vectors = list(pool.map(lambda _: embed(auto_server, texts[:40]), range(2)))
+    return vectors, auto_server.log()[before:]
+
+
+def test_a_lone_request_runs_on_every_core(auto_server):
+    embed(auto_server, ["one client at a time"] * 8)
+    assert torch_threads(auto_server, last_worker(auto_server)) == CORES
+
+
+def test_busy_workers_share_the_cores(shared_run):
+    _, log = shared_run
+    assert len(set(SHARED.findall(log))) == 2, log[-3000:]
+
+
+def test_embeddings_do_not_depend_on_the_share(auto_server, shared_run, texts):
+    alone = embed(auto_server, texts[:40])
+    assert torch_threads(auto_server, last_worker(auto_server)) == CORES
+    for shared in shared_run[0]:
+        assert float(np.sum(shared * alone, axis=1).min()) >= 0.99999
+
+
+def test_a_killed_busy_workers_share_comes_back(auto_server, texts):
+    """A worker killed inside a request leaves its slot busy unless the master frees it (child_exit)."""
+    def doomed_request():
+        try:
+            embed(auto_server, texts * 25)
+        except requests.RequestException:
+            pass  # expected: its worker is killed
+
+    request = threading.Thread(target=doomed_request)
+    request.start()
+    time.sleep(2)  # inside the request: thousands of 512-token forwards take far longer
+    booted = auto_server.log().count("s after fork")
+    for pid in auto_server.worker_pids():
+        os.kill(pid, signal.SIGKILL)
+    request.join(60)
+    wait_until(lambda: auto_server.log().count("s after fork") >= booted + 2, 180, "two new workers")
+    embed(auto_server, ["after the kill"] * 8)
+    assert torch_threads(auto_server, last_worker(auto_server)) == CORES
