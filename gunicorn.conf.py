@@ -24,7 +24,8 @@ bind = f"{settings.host}:{settings.port}"
 
 # --- Workers
 # Sync workers: one request at a time per process, each process with its own model copy and
-# THREADS_PER_WORKER torch threads; workers x threads should not exceed the cores. The class is gunicorn's
+# THREADS_PER_WORKER torch threads (auto: the cores, shared by the busy workers; a fixed number:
+# workers x threads should not exceed the cores). The class is gunicorn's
 # sync worker whose own error answers (malformed requests, 414, 431) are OpenAI-shaped JSON, not HTML.
 worker_class = "embedding_app.worker.JsonErrorSyncWorker"
 workers = settings.workers

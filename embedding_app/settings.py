@@ -29,7 +29,7 @@ class Settings:
     host: str = "0.0.0.0"
     port: int = 7860
     workers: int = 2
-    threads_per_worker: int | None = 1  # None = auto: the cores, shared by the workers busy at each forward
+    threads_per_worker: int | None = None  # None = auto: the cores, shared by the workers busy at each forward
     timeout: int = 120
     # MODEL_NAME (+ SERVED_MODEL_NAME, MODEL_ALIASES, MODEL_PROMPTS); the first model answers requests naming none.
     models: tuple[ModelSpec, ...] = (ModelSpec(DEFAULT_MODEL_ID),)

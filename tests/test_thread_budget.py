@@ -92,3 +92,10 @@ def test_a_killed_busy_workers_share_comes_back(auto_server, texts):
     wait_until(lambda: auto_server.log().count("s after fork") >= booted + 2, 180, "two new workers")
     embed(auto_server, ["after the kill"] * 8)
     assert torch_threads(auto_server, last_worker(auto_server)) == CORES
+
+
+@pytest.mark.parametrize("cpu_max, cores", [("max 100000\n", CORES), ("100000 100000\n", 1), ("50000 100000\n", 1),
+                                            (f"{CORES * 200000} 100000\n", CORES)])
+def test_a_cgroup_cpu_quota_caps_the_cores(tmp_path, cpu_max, cores):
+    (tmp_path / "cpu.max").write_text(cpu_max)
+    assert available_cores(str(tmp_path / "cpu.max")) == cores
