@@ -76,7 +76,7 @@ def _sequences(inputs: Inputs, prompt: str, model: ServedModel, settings: Settin
 
 def embed_request(request: EmbeddingRequest, registry: Registry, settings: Settings) -> Embedded:
     """Validate a parsed request against its model and the limits, embed it, and render the JSON body."""
-    # Busy from parsing to rendering, not only in forwards: a worker about to compute already needs its share.
+    # Busy from tokenizing to rendering, not only in forwards: a worker about to compute already needs its share.
     with thread_budget.busy():
         return _embed_request(request, registry, settings)
 
