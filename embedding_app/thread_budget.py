@@ -23,7 +23,8 @@ def available_cores(cpu_max: str = "/sys/fs/cgroup/cpu.max") -> int:
     """The cores this process may use: its CPU affinity (taskset, cpusets), capped by a cgroup v2 CPU quota."""
     cores = len(os.sched_getaffinity(0))
     try:  # a container's --cpus or a pod's cpu limit is a quota: the affinity still lists every core of the host
-        quota, period = open(cpu_max).read().split()
+        with open(cpu_max) as limits:
+            quota, period = limits.read().split()
         return cores if quota == "max" else max(1, min(cores, int(quota) // int(period)))
     except (OSError, ValueError):
         return cores
@@ -82,9 +83,10 @@ def follow_load() -> None:
     threads = share()
     if threads is None:
         return
-    import torch  # only ever called in a worker, where the embedder has already imported it
+    # Imported here: the master imports this module, and must neither load torch nor create metric files.
+    import torch
 
-    from . import metrics  # not at the top: the master imports this module, and must not create metric files
+    from . import metrics
 
     if threads != torch.get_num_threads():
         torch.set_num_threads(threads)
