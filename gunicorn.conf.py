@@ -12,6 +12,7 @@ import time
 
 from embedding_app.model_source import ModelSourceError, resolve_models
 from embedding_app.settings import SettingsError, get_settings
+from embedding_app.thread_budget import assign_slot, attach, create_board, free_slot
 
 try:
     settings = get_settings()
@@ -23,7 +24,8 @@ bind = f"{settings.host}:{settings.port}"
 
 # --- Workers
 # Sync workers: one request at a time per process, each process with its own model copy and
-# THREADS_PER_WORKER torch threads; workers x threads should not exceed the cores. The class is gunicorn's
+# THREADS_PER_WORKER torch threads (auto: the cores, shared by the busy workers; a fixed number:
+# workers x threads should not exceed the cores). The class is gunicorn's
 # sync worker whose own error answers (malformed requests, 414, 431) are OpenAI-shaped JSON, not HTML.
 worker_class = "embedding_app.worker.JsonErrorSyncWorker"
 workers = settings.workers
@@ -49,7 +51,7 @@ access_log_format = '%(t)s %(h)s "%(r)s" %(s)s %(B)sB %(M)sms worker=%(p)s agent
 logger_class = "embedding_app.access_log.QuietProbesLogger"
 
 
-# --- Server hooks, in the order gunicorn calls them. The master runs on_starting, on_reload,
+# --- Server hooks, in the order gunicorn calls them. The master runs on_starting, on_reload, pre_fork,
 # child_exit and on_exit; post_fork, post_worker_init, worker_abort and worker_exit run in each worker.
 # Flask, prometheus_client and torch are imported inside the hooks, never at the top of this file:
 # prometheus_client chooses multiprocess mode when first imported, so PROMETHEUS_MULTIPROC_DIR must be
@@ -91,6 +93,8 @@ def on_starting(server):
     # Named after the master's pid so that each server's directory is recognisable.
     server.metrics_dir = tempfile.mkdtemp(prefix=f"embedding-metrics-{os.getpid()}-", dir=worker_tmp_dir)
     os.environ["PROMETHEUS_MULTIPROC_DIR"] = server.metrics_dir
+    if settings.threads_per_worker is None:  # auto: the workers share the cores through this board
+        server.thread_board = create_board(settings.workers)
     # SIGHUP runs on_reload alone: a rolling replacement instead of gunicorn's all-at-once reload.
     server.reload = lambda: on_reload(server)
 
@@ -100,6 +104,12 @@ def on_reload(server):
     from embedding_app.rolling import rolling_reload
 
     rolling_reload(server)
+
+
+def pre_fork(server, worker):
+    """Under THREADS_PER_WORKER=auto, give the worker about to fork a slot of the busy-workers board."""
+    if settings.threads_per_worker is None:
+        worker.thread_slot = assign_slot(server.thread_board, server.WORKERS.values())
 
 
 def post_fork(server, worker):
@@ -117,8 +127,9 @@ def post_fork(server, worker):
     from embedding_app.runtime import load_worker_models
 
     metrics.use_multiprocess_dir(server.metrics_dir)
+    threads = attach(server.thread_board, worker.thread_slot) if settings.threads_per_worker is None else 0
     try:
-        load_worker_models(settings, server.model_sources)
+        load_worker_models(settings, server.model_sources, threads)
     except Exception as exc:
         worker.log.error("cannot load model(s) %s: %s", ", ".join(s.served_name for s in server.model_sources), exc)
         raise
@@ -181,7 +192,7 @@ def worker_exit(server, worker):
 
 
 def child_exit(server, worker):
-    """Say why a worker stopped when it was the timeout; fold its metrics files (its counts stay in the totals)."""
+    """Say why a worker stopped when it was the timeout; fold its metrics files; free its thread-budget slot."""
     from embedding_app.metrics_files import fold_dead_worker
 
     # gunicorn logs a worker it had to SIGKILL as "Perhaps out of memory?"; say when the timeout stopped it.
@@ -189,6 +200,8 @@ def child_exit(server, worker):
         server.log.warning("worker %s stopped by the %ds timeout (EMBEDDING_SERVER_TIMEOUT): a request ran longer, "
                            "or the worker hung; a new worker replaces it", worker.pid, settings.timeout)
     fold_dead_worker(worker.pid, server.metrics_dir)
+    if settings.threads_per_worker is None:  # it may have died inside a request, marked busy
+        free_slot(server.thread_board, worker.thread_slot)
 
 
 def on_exit(server):

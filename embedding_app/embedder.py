@@ -10,7 +10,7 @@ import numpy as np
 import torch
 from transformers import AutoModel, AutoTokenizer
 
-from . import metrics, tokens
+from . import metrics, thread_budget, tokens
 from .batching import packed_chunks, padded_batches
 from .inputs import InputError
 from .model_source import ModelSource
@@ -177,6 +177,7 @@ class Embedder:
             batch = order[first:end]
             padding = 0 if self.packed else (end - first) * lengths[first] - sum(lengths[first:end])
             metrics.record_batch(len(batch), padding)
+            thread_budget.follow_load()  # auto: workers that started or finished since the last forward change it
             vectors = forward([sequences[i] for i in batch])
             if self.normalize:
                 vectors = torch.nn.functional.normalize(vectors, dim=-1)

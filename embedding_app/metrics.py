@@ -1,4 +1,4 @@
-"""Prometheus metrics: HTTP requests, embedded texts and tokens, padding, batch sizes, time to ready, live workers.
+"""Prometheus metrics: HTTP requests, texts and tokens, padding, batch sizes, time to ready, workers, torch threads.
 
 Under gunicorn every worker writes its values to files in PROMETHEUS_MULTIPROC_DIR (set by
 gunicorn.conf.py before any worker starts) and /metrics merges them, so any worker answers for all.
@@ -31,6 +31,8 @@ READY = Gauge("embedding_worker_ready_seconds",
               "Seconds from the worker's fork until it could serve: imports, model load, quantization, warm-up",
               multiprocess_mode="liveall")
 WORKERS = Gauge("embedding_workers", "Worker processes with a loaded model", multiprocess_mode="livesum")
+THREADS = Gauge("embedding_worker_torch_threads", "Torch threads of the worker's latest forward pass "
+                "(THREADS_PER_WORKER=auto: its share of the cores when it started)", multiprocess_mode="liveall")
 
 # Label values must come from a closed set: every new value is a new series in every worker's file,
 # and gunicorn passes any token as the method, so one client could otherwise grow /metrics without bound.
@@ -49,6 +51,11 @@ def worker_ready(ready_seconds: float) -> None:
     """Count this process as a live worker that became ready ready_seconds after its fork."""
     READY.set(ready_seconds)
     WORKERS.set(1)
+
+
+def torch_threads(threads: int) -> None:
+    """Record the torch threads this worker computes with now."""
+    THREADS.set(threads)
 
 
 def record_embeddings(model: str, inputs: int, tokens: int, truncated: int) -> None:

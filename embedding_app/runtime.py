@@ -13,6 +13,7 @@ from . import metrics
 from .allocator import limit_worker_caches
 from .model_source import ModelSource, resolve_models
 from .settings import Settings, get_settings
+from .thread_budget import available_cores
 
 if TYPE_CHECKING:  # the embedder imports torch, which is only ever imported in a worker
     from .embedder import Embedder
@@ -51,12 +52,19 @@ class Registry:
         return [model.id for model in self.models]
 
 
-def _start_torch(settings: Settings) -> str:
+def _start_torch(settings: Settings, threads: int) -> str:
     """Set this process's torch and tokenizer threads; returns the concrete QUANTIZE mode for this CPU."""
-    # The Rust tokenizer's thread pool defaults to every core; held to the worker's thread budget it
-    # cannot steal the cores other workers' torch threads run on. Set before the pool first starts.
-    os.environ["RAYON_NUM_THREADS"] = str(settings.threads_per_worker)
-    os.environ["TOKENIZERS_PARALLELISM"] = "true" if settings.threads_per_worker > 1 else "false"
+    # The Rust tokenizer's thread pool defaults to every core; held to the worker's fixed thread budget (one
+    # thread under auto: its pool size is fixed at first use) it cannot steal the cores other workers' torch
+    # threads run on. Set before the pool first starts.
+    tokenizer_threads = settings.threads_per_worker or 1
+    os.environ["RAYON_NUM_THREADS"] = str(tokenizer_threads)
+    os.environ["TOKENIZERS_PARALLELISM"] = "true" if tokenizer_threads > 1 else "false"
+    if settings.threads_per_worker is None:
+        # auto: a worker's threads follow the load, so for a moment (a forward begun before the other worker
+        # started) they outnumber the cores. libgomp's waiting threads spin by default and then take the cores
+        # from the threads doing the work; passive ones sleep (measured: README, "Choosing workers × threads").
+        os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # an operator's own value wins
     if not limit_worker_caches():
         log.warning("pid %d: not glibc, malloc thresholds left alone (memory may grow under varied requests)",
                     os.getpid())
@@ -64,18 +72,20 @@ def _start_torch(settings: Settings) -> str:
 
     from .quantize import choose_mode
 
-    torch.set_num_threads(settings.threads_per_worker)
+    torch.set_num_threads(threads)
+    metrics.torch_threads(threads)
     torch.set_grad_enabled(False)
     mode, reason = choose_mode(settings.quantize)
-    log.info("pid %d: %s, %d torch thread(s)", os.getpid(), reason, settings.threads_per_worker)
+    log.info("pid %d: %s, %d torch thread(s)%s", os.getpid(), reason, threads,
+             "" if settings.threads_per_worker else " while alone (auto: the busy workers share the cores)")
     return mode
 
 
-def load_worker_models(settings: Settings, sources: list[ModelSource]) -> Registry:
-    """Set this process's torch threads, then load and quantize every model into the holder."""
+def load_worker_models(settings: Settings, sources: list[ModelSource], threads: int = 0) -> Registry:
+    """Set this process's torch threads (default: THREADS_PER_WORKER, or all cores), then load every model."""
     global _registry
     started = time.perf_counter()
-    mode = _start_torch(settings)
+    mode = _start_torch(settings, threads or settings.threads_per_worker or available_cores())
     from .embedder import Embedder
 
     _registry = Registry([ServedModel(source, Embedder.load(source, settings, mode)) for source in sources])

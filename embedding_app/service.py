@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, NamedTuple
 
-from . import metrics
+from . import metrics, thread_budget
 from .encoding import render_embeddings, shorten
 from .errors import ApiError
 from .inputs import InputError, Inputs
@@ -76,6 +76,12 @@ def _sequences(inputs: Inputs, prompt: str, model: ServedModel, settings: Settin
 
 def embed_request(request: EmbeddingRequest, registry: Registry, settings: Settings) -> Embedded:
     """Validate a parsed request against its model and the limits, embed it, and render the JSON body."""
+    # Busy from tokenizing to rendering, not only in forwards: a worker about to compute already needs its share.
+    with thread_budget.busy():
+        return _embed_request(request, registry, settings)
+
+
+def _embed_request(request: EmbeddingRequest, registry: Registry, settings: Settings) -> Embedded:
     model = find_model(registry, request.model)
     info = model.embedder.info
     if request.dimensions is not None and request.dimensions > info.dimensions:

@@ -29,7 +29,7 @@ class Settings:
     host: str = "0.0.0.0"
     port: int = 7860
     workers: int = 2
-    threads_per_worker: int = 1
+    threads_per_worker: int | None = None  # None = auto: the cores, shared by the workers busy at each forward
     timeout: int = 120
     # MODEL_NAME (+ SERVED_MODEL_NAME, MODEL_ALIASES, MODEL_PROMPTS); the first model answers requests naming none.
     models: tuple[ModelSpec, ...] = (ModelSpec(DEFAULT_MODEL_ID),)
@@ -65,6 +65,16 @@ def _int(env: dict[str, str], key: str, default: int, minimum: int = 1, maximum:
     if not minimum <= value <= maximum:
         raise SettingsError(f"{key}={value} is out of range: allowed {minimum}..{maximum}")
     return value
+
+
+def _threads(env: dict[str, str], key: str, default: int | None) -> int | None:
+    """A thread count, or `auto` (None)."""
+    if env.get(key, "").strip().lower() == "auto":
+        return None
+    try:
+        return _int(env, key, default, maximum=256)
+    except SettingsError as exc:
+        raise SettingsError(f"{exc}; or auto (the cores, shared by the busy workers)") from None
 
 
 def _bool(env: dict[str, str], key: str, default: bool) -> bool:
@@ -191,7 +201,7 @@ def settings_from_env(env: dict[str, str]) -> Settings:
         host=_text(env, "EMBEDDING_SERVER_HOST", Settings.host),
         port=_int(env, "EMBEDDING_SERVER_PORT", Settings.port, maximum=65535),
         workers=_int(env, "EMBEDDING_SERVER_WORKERS", Settings.workers, maximum=256),
-        threads_per_worker=_int(env, "EMBEDDING_SERVER_THREADS_PER_WORKER", Settings.threads_per_worker, maximum=256),
+        threads_per_worker=_threads(env, "EMBEDDING_SERVER_THREADS_PER_WORKER", Settings.threads_per_worker),
         timeout=_int(env, "EMBEDDING_SERVER_TIMEOUT", Settings.timeout, maximum=86400),
         models=_models(env),
         quantize=_choice(env, "QUANTIZE", Settings.quantize, QUANTIZE_MODES),

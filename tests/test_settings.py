@@ -25,6 +25,8 @@ def test_values_are_parsed_into_types():
     ({"POOL_TYPE": "cls"}, ["POOL_TYPE", "mean", "max", "bos", "eos"]),
     ({"EMBEDDING_SERVER_PORT": "http"}, ["EMBEDDING_SERVER_PORT", "not an integer"]),
     ({"EMBEDDING_SERVER_WORKERS": "0"}, ["EMBEDDING_SERVER_WORKERS", "1.."]),
+    ({"EMBEDDING_SERVER_THREADS_PER_WORKER": "many"}, ["EMBEDDING_SERVER_THREADS_PER_WORKER", "integer", "auto"]),
+    ({"EMBEDDING_SERVER_THREADS_PER_WORKER": "0"}, ["EMBEDDING_SERVER_THREADS_PER_WORKER", "1..256", "auto"]),
     ({"TRUNCATE": "sometimes"}, ["TRUNCATE", "true", "false"]),
     ({"MODEL_NAME": "a=x,a=y"}, ["MODEL_NAME", "two models as 'a'"]),
     ({"MODEL_NAME": "default,default"}, ["MODEL_NAME", "two models as 'all-MiniLM-L6-v2'"]),
@@ -47,6 +49,11 @@ def test_bad_values_name_the_key_and_allowed_values(env, words):
         settings_from_env(env)
     for word in words:
         assert word in str(error.value)
+
+
+@pytest.mark.parametrize("value, threads", [("auto", None), (" Auto ", None), ("3", 3)])
+def test_threads_per_worker_is_a_count_or_auto(value, threads):
+    assert settings_from_env({"EMBEDDING_SERVER_THREADS_PER_WORKER": value}).threads_per_worker == threads
 
 
 def test_secrets_are_not_in_repr():

@@ -1,0 +1,114 @@
+"""THREADS_PER_WORKER=auto on real gunicorn: a lone request gets every core, busy workers share them, a killed worker's
+share comes back, and embeddings do not depend on the share."""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+
+import numpy as np
+import pytest
+import requests
+
+from embedding_app.thread_budget import available_cores
+from harness.server import GunicornServer, wait_until
+
+from .test_metrics import scrape
+
+CORES = available_cores()
+pytestmark = pytest.mark.skipif(CORES < 2, reason="sharing cores needs at least 2")
+SHARED = re.compile(rf"\[(\d+)\] \[DEBUG\] pid \d+: {CORES // 2} torch thread\(s\)")
+
+
+@pytest.fixture(scope="module")
+def auto_server(output_dir):
+    """Two fp32 workers sharing the cores; 512-token forwards, so that a request of many texts runs many of them."""
+    with GunicornServer(output_dir / "gunicorn-threads-auto.log", workers=2, MODEL_NAME="", QUANTIZE="false",
+                        EMBEDDING_SERVER_THREADS_PER_WORKER="auto", BATCH_TOKENS="512", LOG_LEVEL="debug") as server:
+        yield server
+
+
+def embed(server, texts: list[str]) -> np.ndarray:
+    response = requests.post(f"{server.url}/v1/embeddings", json={"input": texts}, timeout=300)
+    response.raise_for_status()
+    return np.array([item["embedding"] for item in response.json()["data"]], dtype=np.float32)
+
+
+def answered_by(server, request_line: str, send) -> int:
+    """The pid of the worker that answered send() (gunicorn writes the access-log line just after the response)."""
+    pattern = rf'"{request_line} .* worker=<(\d+)>'
+    before = len(re.findall(pattern, server.log()))
+    send()
+    wait_until(lambda: len(re.findall(pattern, server.log())) > before, 10, "the access log line")
+    return int(re.findall(pattern, server.log())[-1])
+
+
+def embed_alone(server, texts: list[str]) -> int:
+    """Embed texts in one request; the pid of the worker that answered."""
+    return answered_by(server, "POST /v1/embeddings", lambda: embed(server, texts))
+
+
+def torch_threads(server, pid: int) -> float:
+    return scrape(server.url)[("embedding_worker_torch_threads", (("pid", str(pid)),))]
+
+
+@pytest.fixture(scope="module")
+def shared_run(auto_server, texts):
+    """The same 40 texts embedded by two concurrent requests (both workers busy), and where the log was before."""
+    before = len(auto_server.log())
+    with ThreadPoolExecutor(2) as pool:
+        vectors = list(pool.map(lambda _: embed(auto_server, texts[:40]), range(2)))
+    return vectors, auto_server.log()[before:]
+
+
+def test_a_lone_request_runs_on_every_core(auto_server):
+    assert torch_threads(auto_server, embed_alone(auto_server, ["one client at a time"] * 8)) == CORES
+
+
+def test_busy_workers_share_the_cores(shared_run):
+    _, log = shared_run
+    assert len(set(SHARED.findall(log))) == 2, log[-3000:]
+
+
+def test_embeddings_do_not_depend_on_the_share(auto_server, shared_run, texts):
+    alone = {}
+    pid = answered_by(auto_server, "POST /v1/embeddings", lambda: alone.update(vectors=embed(auto_server, texts[:40])))
+    assert torch_threads(auto_server, pid) == CORES  # computed on every core, the shared runs on one each
+    for shared in shared_run[0]:
+        assert float(np.sum(shared * alone["vectors"], axis=1).min()) >= 0.99999
+
+
+def test_a_killed_busy_workers_share_comes_back(auto_server, texts):
+    """A worker killed inside a request would leave its slot busy (the other one at half the cores) unless the
+    master frees it (child_exit); the other worker, alone until the replacement has loaded, must get every core."""
+    outcome = []
+
+    def doomed_request():
+        try:
+            outcome.append(embed(auto_server, texts * 2))
+        except requests.RequestException as exc:  # expected: its worker is killed
+            outcome.append(exc)
+
+    request = threading.Thread(target=doomed_request)
+    request.start()
+    time.sleep(3)  # inside the request: ~100 forwards of 512 tokens take far longer
+    idle = answered_by(auto_server, "GET /health", lambda: requests.get(f"{auto_server.url}/health", timeout=30))
+    busy = next(pid for pid in auto_server.worker_pids() if pid != idle)
+    os.kill(busy, signal.SIGKILL)
+    wait_until(lambda: f"Worker (pid:{busy}) was sent SIGKILL" in auto_server.log(), 30, "the master to reap it")
+    request.join(60)
+    assert outcome and not isinstance(outcome[0], np.ndarray)  # it was inside the request when killed
+    # The replacement is still loading: the idle worker answers.
+    assert embed_alone(auto_server, ["after the kill"] * 8) == idle
+    assert torch_threads(auto_server, idle) == CORES
+
+
+@pytest.mark.parametrize("cpu_max, cores", [("max 100000\n", CORES), ("100000 100000\n", 1), ("50000 100000\n", 1),
+                                            (f"{CORES * 200000} 100000\n", CORES)])
+def test_a_cgroup_cpu_quota_caps_the_cores(tmp_path, cpu_max, cores):
+    (tmp_path / "cpu.max").write_text(cpu_max)
+    assert available_cores(str(tmp_path / "cpu.max")) == cores
