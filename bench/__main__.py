@@ -116,32 +116,9 @@ def parse_options():
     return options
 
 
-def main() -> None:
-    """Run the benchmarks, print the tables and save them to bench/results/report.md."""
-    options = parse_options()
-    plan = QUICK if options.quick else FULL
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    from transformers import AutoTokenizer
-
-    from embedding_app.model_source import default_model_dir
-
-    texts, tokenizer = load_texts(), AutoTokenizer.from_pretrained(default_model_dir())
-    short, long = split_by_length(texts, tokenizer)
-    workload = make_requests(short, long, plan["requests"])
-    sections = [(f"Machine: {machine()}\n\nCommand: `{' '.join(['.venv/bin/python -m bench', *sys.argv[1:]])}`; "
-                 f"workload: {len(workload)} requests, {sum(map(len, workload))} texts (1-32 per request, "
-                 f"~30% of texts 128-256 tokens, the rest <= 48 tokens), base64 responses.")]
-    started = time.monotonic()
-
-    def note(text: str) -> None:
-        sections.append(text)
-        print(text + "\n", flush=True)
-
-    def emit(title: str, body: str) -> None:
-        note(f"### {title}\n\n{body}\n\n_{time.monotonic() - started:.0f} s into the run, load average "
-             f"{load_average()}_")
-
-    print(sections[0] + "\n", flush=True)
+def run_sections(options, plan: dict, data: tuple, emit, note) -> None:
+    """Every section asked for, in order; the roofline first, as the server tables refer to it."""
+    workload, short, tokenizer = data
     rooflines = roofline_section(plan, emit) if "roofline" in options.sections else {}
     if "modes" in options.sections:
         emit("Quantization modes (in-process, 2 threads, batch 32; speed is vs fp32 in the same run)",
@@ -156,7 +133,38 @@ def main() -> None:
     if "overhead" in options.sections:
         emit("Per-request overhead (in-process, QUANTIZE=true, 2 threads, texts <= 48 tokens; forward excludes pool)",
              overhead_section(short, "true", 2, plan["sizes"], plan["repeats"]))
-    (RESULTS / "report.md").write_text("\n\n".join(sections) + "\n")
+
+
+def main() -> None:
+    """Run the benchmarks, print the tables and save them to bench/results/report.md."""
+    options = parse_options()
+    plan = QUICK if options.quick else FULL
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    from transformers import AutoTokenizer
+
+    from embedding_app.model_source import default_model_dir
+
+    texts, tokenizer = load_texts(), AutoTokenizer.from_pretrained(default_model_dir())
+    short, long = split_by_length(texts, tokenizer)
+    workload = make_requests(short, long, plan["requests"])
+    sections = [(f"Machine: {machine()}\n\nCommand: `{' '.join(['.venv/bin/python -m bench', *sys.argv[1:]])}`; "
+                 f"workload: {len(workload)} requests, {sum(map(len, workload))} texts (1-32 per request, "
+                 f"~30% of texts 128-256 tokens, the rest <= 48 tokens), base64 responses. Load average at the start: "
+                 f"{load_average()}.")]
+    started = time.monotonic()
+
+    def note(text: str) -> None:
+        sections.append(text)
+        print(text + "\n", flush=True)
+        (RESULTS / "report.md").write_text("\n\n".join(sections) + "\n")  # what is done survives a later failure
+
+    def emit(title: str, body: str) -> None:
+        note(f"### {title}\n\n{body}\n\n_{time.monotonic() - started:.0f} s into the run, load average "
+             f"{load_average()}_")
+
+    print(sections[0] + "\n", flush=True)
+    run_sections(options, plan, (workload, short, tokenizer), emit, note)
+    note(f"Whole run: {time.monotonic() - started:.0f} s, load average {load_average()} at the end.")
     print(f"saved {RESULTS / 'report.md'}")
 
 
