@@ -6,8 +6,16 @@ from types import SimpleNamespace
 import pytest
 
 from bench.checkout import missing_commit, worktree
-from bench.roofline import attention_padded_per_real, linear_flop_per_token
+from bench.load import LoadResult
+from bench.roofline import (
+    VARIANTS,
+    Roofline,
+    attention_padded_per_real,
+    linear_flop_per_token,
+    roofline_row,
+)
 from bench.scrape import Work, parse_work
+from bench.servers import load_rows
 
 METRICS = """# HELP embedding_inputs_total Inputs embedded
 # TYPE embedding_inputs_total counter
@@ -79,3 +87,18 @@ def test_attention_pads_only_within_groups_of_near_equal_lengths():
     assert attention_padded_per_real([[10, 10, 10], [7]]) == 1.0
     # 200 and 20 cannot share a call (200 x 2 > 1.15 x 220 + 32); 20 and 18 can: 2 padded rows on 238 real ones.
     assert attention_padded_per_real([[18, 200, 20]]) == pytest.approx(240 / 238)
+
+
+def test_roofline_row_gives_each_variant_as_a_share_of_the_gemm_roofline():
+    rates = dict(zip(VARIANTS, (7000.0, 5000.0, 1750.0)))
+    result = Roofline("bf16", gflops=212.3, flop_per_token=21.23e6, real_tokens=9000, rates=rates)
+    assert result.tokens_per_s == pytest.approx(10_000)
+    assert roofline_row(result)[4:] == ["7000 (70 %)", "5000 (50 %)", "1750 (18 %)", "4.0×"]
+
+
+def test_server_rows_show_padding_and_real_tokens_per_core_against_the_roofline():
+    load = LoadResult(concurrency=4, texts_per_s=50.0, requests_per_s=5.0, p50_ms=1, p95_ms=2, p99_ms=3, errors=0)
+    run = {"loads": [load], "ceiling": 55.0, "cores": 2, "work": Work(inputs=100, tokens=9000, padding=900)}
+    [row] = load_rows("2x1", run, roofline=4500.0)
+    assert row[9:] == ["0.91", "1.100", "2250", "50 %"]  # 50 texts/s x 90 tokens / 2 cores
+    assert load_rows("2x1", run, roofline=None)[0][-1] == "-"
