@@ -1,14 +1,15 @@
-"""Side by side over HTTP: this server vs an older checkout, and batched vs one-text requests, alternately."""
+"""Side by side over HTTP: batched vs one-text requests of the same texts, and this server vs an older checkout."""
 
 from __future__ import annotations
 
-import argparse
+from contextlib import ExitStack
 from pathlib import Path
 
-from harness.server import ROOT, GunicornServer
-from harness.workload import load_texts, make_requests, split_by_length
+from harness.server import GunicornServer
 
 from .load import run_load
+
+BATCHED, SINGLE, BASE = "this checkout, batched requests", "this checkout, one text per request", "base, batched requests"
 
 
 def best_of(rounds: int, runs: dict) -> dict:
@@ -20,36 +21,26 @@ def best_of(rounds: int, runs: dict) -> dict:
     return best
 
 
-def main() -> None:
-    """Start this checkout's server and --base's with default settings; print texts/s ratios measured alternately."""
-    parser = argparse.ArgumentParser(prog="python -m bench.compare", description=__doc__)
-    parser.add_argument("--base", type=Path, required=True, help="another checkout, e.g. git worktree add /tmp/base 18ce209")
-    parser.add_argument("--requests", type=int, default=100)
-    parser.add_argument("--concurrency", type=int, default=4)
-    parser.add_argument("--rounds", type=int, default=2)
-    options = parser.parse_args()
-    from transformers import AutoTokenizer
-
-    from embedding_app.model_source import default_model_dir
-
-    short, long = split_by_length(load_texts(), AutoTokenizer.from_pretrained(default_model_dir()))
-    workload = make_requests(short, long, options.requests)
+def compare_over_http(workload: list[list[str]], base: Path | None, concurrency: int, rounds: int,
+                      results: Path) -> dict[str, float]:
+    """Texts/s of this checkout's server (default settings) on the workload batched and one text per request,
+    and of base's server (when given) on it batched; both servers run side by side, the runs alternate."""
     singles = [[text] for request in workload for text in request]
-    results = ROOT / "bench" / "results"
-    results.mkdir(parents=True, exist_ok=True)
-    c = options.concurrency
-    with GunicornServer(results / "gunicorn-new.log", MODEL_NAME="") as new, \
-            GunicornServer(results / "gunicorn-base.log", root=options.base, MODEL_NAME="") as base:
-        run_load(new.url, workload, c), run_load(base.url, workload, c)  # warm-up
-        best = best_of(options.rounds, {"new batched": lambda: run_load(new.url, workload, c),
-                                        "base batched": lambda: run_load(base.url, workload, c),
-                                        "new one text per request": lambda: run_load(new.url, singles, c)})
-    print(f"{len(workload)} requests, {len(singles)} texts, {c} clients, best of {options.rounds} alternating rounds")
-    for name, rate in best.items():
-        print(f"  {name}: {rate:.1f} texts/s")
-    print(f"  new ÷ base (batched): {best['new batched'] / best['base batched']:.2f}x")
-    print(f"  batched ÷ one text per request (new): {best['new batched'] / best['new one text per request']:.2f}x")
+    with ExitStack() as stack:
+        new = stack.enter_context(GunicornServer(results / "gunicorn-compare-new.log", MODEL_NAME=""))
+        runs = {BATCHED: lambda: run_load(new.url, workload, concurrency),
+                SINGLE: lambda: run_load(new.url, singles, concurrency)}
+        if base is not None:
+            old = stack.enter_context(GunicornServer(results / "gunicorn-compare-base.log", root=base, MODEL_NAME=""))
+            runs[BASE] = lambda: run_load(old.url, workload, concurrency)
+        for run in runs.values():
+            run()  # warm-up: every batch shape once
+        return best_of(rounds, runs)
 
 
-if __name__ == "__main__":
-    main()
+def ratio_lines(best: dict[str, float], base_label: str) -> list[str]:
+    """The ratios the issue asks for: batched ÷ one text per request, and this checkout ÷ base."""
+    lines = [f"Batched ÷ one text per request (same texts): **{best[BATCHED] / best[SINGLE]:.2f}×**"]
+    if BASE in best:
+        lines.append(f"This checkout ÷ {base_label} (batched): **{best[BATCHED] / best[BASE]:.2f}×**")
+    return lines

@@ -1,0 +1,104 @@
+"""The benchmark's pure parts: /metrics arithmetic, the model's FLOP count, the temporary worktree of a commit."""
+
+import subprocess
+from types import SimpleNamespace
+
+import pytest
+
+from bench.checkout import missing_commit, worktree
+from bench.load import LoadResult
+from bench.roofline import (
+    VARIANTS,
+    Roofline,
+    attention_padded_per_real,
+    linear_flop_per_token,
+    roofline_row,
+)
+from bench.scrape import Work, parse_work
+from bench.servers import load_rows
+
+METRICS = """# HELP embedding_inputs_total Inputs embedded
+# TYPE embedding_inputs_total counter
+embedding_inputs_total{model="a"} 10.0
+embedding_inputs_total{model="b"} 2.0
+embedding_inputs_created{model="a"} 1.7e+09
+# TYPE embedding_tokens_total counter
+embedding_tokens_total{model="a"} 300.0
+embedding_tokens_total{model="b"} 100.0
+# TYPE embedding_padding_tokens_total counter
+embedding_padding_tokens_total 40.0
+# TYPE embedding_truncated_inputs_total counter
+embedding_truncated_inputs_total{model="a"} 7.0
+"""
+
+
+def test_work_sums_every_model_and_ignores_other_counters():
+    assert parse_work(METRICS) == Work(inputs=12.0, tokens=400.0, padding=40.0)
+
+
+def test_padding_waste_is_padded_over_real_tokens_between_two_scrapes():
+    work = parse_work(METRICS) - Work(inputs=2.0, tokens=200.0, padding=0.0)
+    assert work.padded_per_real == pytest.approx(240 / 200)
+    assert work.tokens_per_input == pytest.approx(20.0)
+
+
+def test_a_server_without_a_padding_counter_counts_no_padding():
+    text = "# TYPE embedding_tokens_total counter\nembedding_tokens_total{model=\"a\"} 5.0\n"
+    assert parse_work(text).padded_per_real == 1.0
+
+
+def test_flop_per_token_of_all_minilm_l6_v2():
+    config = SimpleNamespace(num_hidden_layers=6, hidden_size=384, intermediate_size=1536)
+    assert linear_flop_per_token(config) == 6 * 2 * (4 * 384 * 384 + 2 * 384 * 1536)  # 21.2 MFLOP
+
+
+@pytest.fixture()
+def repo(tmp_path):
+    """A git repository with two commits of one file."""
+    def git(*args):
+        return subprocess.run(["git", "-C", str(tmp_path), *args], check=True, capture_output=True,
+                              text=True).stdout.strip()
+    git("init", "-q")
+    for text in ("old", "new"):
+        (tmp_path / "file.txt").write_text(text)
+        git("add", "file.txt")
+        git("-c", "user.name=t", "-c", "user.email=t@t", "commit", "-q", "-m", text)
+    return tmp_path, git("rev-parse", "--short", "HEAD~1"), git
+
+
+def test_worktree_checks_out_the_commit_and_removes_itself(repo):
+    path, old, git = repo
+    with worktree(path, old) as checkout:
+        assert (checkout / "file.txt").read_text() == "old"
+        assert str(checkout) in git("worktree", "list")
+    assert not checkout.exists()
+    assert str(checkout) not in git("worktree", "list")
+    assert (path / "file.txt").read_text() == "new"
+
+
+def test_missing_commit_says_why(repo, tmp_path_factory):
+    path, old, _ = repo
+    assert missing_commit(path, old) is None
+    assert "deadbee" in missing_commit(path, "deadbee")
+    assert missing_commit(tmp_path_factory.mktemp("not-a-repo"), old) is not None
+
+
+def test_attention_pads_only_within_groups_of_near_equal_lengths():
+    assert attention_padded_per_real([[10, 10, 10], [7]]) == 1.0
+    # 200 and 20 cannot share a call (200 x 2 > 1.15 x 220 + 32); 20 and 18 can: 2 padded rows on 238 real ones.
+    assert attention_padded_per_real([[18, 200, 20]]) == pytest.approx(240 / 238)
+
+
+def test_roofline_row_gives_each_variant_as_a_share_of_the_gemm_roofline():
+    rates = dict(zip(VARIANTS, (7000.0, 5000.0, 1750.0)))
+    result = Roofline("bf16", gflops=212.3, flop_per_token=21.23e6, real_tokens=9000, rates=rates)
+    assert result.tokens_per_s == pytest.approx(10_000)
+    assert roofline_row(result)[4:] == ["7000 (70 %)", "5000 (50 %)", "1750 (18 %)", "4.0×"]
+
+
+def test_server_rows_show_padding_and_real_tokens_per_core_against_the_roofline():
+    load = LoadResult(concurrency=4, texts_per_s=50.0, requests_per_s=5.0, p50_ms=1, p95_ms=2, p99_ms=3, errors=0)
+    run = {"loads": [load], "ceiling": 55.0, "cores": 2, "work": Work(inputs=100, tokens=9000, padding=900)}
+    [row] = load_rows("2x1", run, roofline=4500.0)
+    assert row[9:] == ["0.91", "1.100", "2250", "50 %"]  # 50 texts/s x 90 tokens / 2 cores
+    assert load_rows("2x1", run, roofline=None)[0][-1] == "-"
