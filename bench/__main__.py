@@ -16,12 +16,7 @@ from .compare import compare_over_http, ratio_lines
 from .modes import measure_modes
 from .overhead import STAGES, measure_overhead
 from .report import in_fresh_process, load_average, machine, table
-from .roofline import (
-    ROOFLINE_HEADER,
-    attention_padded_per_real,
-    measure_roofline,
-    roofline_row,
-)
+from .roofline import ROOFLINE_HEADER, measure_roofline, roofline_row
 from .servers import DEFAULT_CONFIG, RESULTS, server_sections
 
 ALL_MODES = ("bf16", "int8", "int8-ffn-fp32")  # beside fp32, which every table includes
@@ -29,7 +24,7 @@ SECTIONS = ("roofline", "modes", "servers", "http", "overhead")
 BASE_COMMIT = "18ce209"  # the last commit before padding-free batches: issue 10's "before"
 # 100 requests: with fewer, the last large requests leave a worker idle while another finishes (a tail the
 # perfectly balanced ceiling never has), which understates the server at saturation.
-FULL = {"requests": 100, "concurrency": (1, 2, 4), "sweep": ("1x2", "2x1", "2x2"), "rounds": 2,
+FULL = {"requests": 100, "concurrency": (1, 2, 4), "sweep": (DEFAULT_CONFIG, "2x1", "1x2"), "rounds": 2,
         "sizes": (1, 2048), "repeats": 15, "server_modes": ("fp32", "int8", "int8-ffn-fp32"),
         "roofline_requests": 8, "http_rounds": 3}
 QUICK = {"requests": 24, "concurrency": (1, 4), "sweep": (DEFAULT_CONFIG,), "rounds": 1,
@@ -56,9 +51,12 @@ def roofline_section(plan: dict, emit) -> dict[str, float]:
     emit(f"Roofline (in-process, 1 thread, {plan['roofline_requests']} requests × 32 random texts, "
          f"{results[0].real_tokens} real tokens, half of them for the old rule; best of {plan['rounds']})",
          table(ROOFLINE_HEADER, [roofline_row(r) for r in results]) +
-         "\n\nGEMM: `F.linear` 4096×384 by 1536×384 (the FFN's shape) on the same thread, in the same process. "
-         "FLOP/token counts the model's Linear layers only (Q, K, V, output, FFN in and out), so attention and "
-         "the memory-bound ops are the gap to 100 %. The roofline is the GEMM rate ÷ FLOP/token.")
+         "\n\nGEMM: `F.linear` 4096×384 by 1536×384 (the FFN's shape) on the same thread, in the same process; "
+         "the roofline is its rate ÷ FLOP/token. FLOP/token counts the model's Linear layers only (Q, K, V, output, "
+         "FFN in and out), so attention and the memory-bound ops are the gap to 100 %. The server runs its Linear "
+         "layers through oneDNN with weights pre-packed at load (`embedding_app/linear.py`), which is faster than "
+         "`F.linear` on this GEMM too: the last columns measure the roofline with that GEMM instead. Rates are per "
+         "CPU-second of the one thread (process CPU time), so other processes on a shared machine hardly move them.")
     return {r.mode: r.tokens_per_s for r in results}
 
 
@@ -91,14 +89,6 @@ def base_checkout(options, stack: ExitStack, note) -> tuple[Path | None, str]:
     return stack.enter_context(worktree(ROOT, options.base_commit)), options.base_commit
 
 
-def token_lengths(workload: list[list[str]], tokenizer) -> list[list[int]]:
-    """Tokens of every text of every request as the model sees them: special tokens in, cut at its maximum length."""
-    from embedding_app.model_source import resolve_model
-
-    limit = resolve_model("", None).max_seq_length or tokenizer.model_max_length
-    return [[min(len(ids), limit) for ids in tokenizer(request, verbose=False)["input_ids"]] for request in workload]
-
-
 def parse_options():
     """The command line: --quick, which sections, and what to compare against."""
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
@@ -118,13 +108,13 @@ def parse_options():
 
 def run_sections(options, plan: dict, data: tuple, emit, note) -> None:
     """Every section asked for, in order; the roofline first, as the server tables refer to it."""
-    workload, short, tokenizer = data
+    workload, short = data
     rooflines = roofline_section(plan, emit) if "roofline" in options.sections else {}
     if "modes" in options.sections:
         emit("Quantization modes (in-process, 2 threads, batch 32; speed is vs fp32 in the same run)",
              mode_section(plan["rounds"]))
     if "servers" in options.sections:
-        server_sections(workload, plan, rooflines, attention_padded_per_real(token_lengths(workload, tokenizer)), emit)
+        server_sections(workload, plan, rooflines, emit)
     if "http" in options.sections:
         with ExitStack() as stack:
             base, label = base_checkout(options, stack, note)
@@ -163,7 +153,7 @@ def main() -> None:
              f"{load_average()}_")
 
     print(sections[0] + "\n", flush=True)
-    run_sections(options, plan, (workload, short, tokenizer), emit, note)
+    run_sections(options, plan, (workload, short), emit, note)
     note(f"Whole run: {time.monotonic() - started:.0f} s, load average {load_average()} at the end.")
     print(f"saved {RESULTS / 'report.md'}")
 

@@ -13,28 +13,37 @@ from .report import table
 from .scrape import scrape
 
 RESULTS = ROOT / "bench" / "results"
-DEFAULT_CONFIG = "2x1"  # .env's EMBEDDING_SERVER_WORKERS x THREADS_PER_WORKER; the per-mode runs use it too
+DEFAULT_CONFIG = "2xauto"  # .env's EMBEDDING_SERVER_WORKERS x THREADS_PER_WORKER; the per-mode runs use it too
 LOAD_HEADER = ["config", "concurrency", "texts/s", "requests/s", "p50 ms", "p95 ms", "p99 ms", "errors",
                "ceiling texts/s", "server ÷ ceiling", "padded ÷ real tokens", "real tokens/s per core",
                "% of GEMM roofline"]
 
-CEILING_NOTE = (  # filled with the attention padding of the workload
+CEILING_NOTE = (
     "Ceiling: the same requests, model, mode and thread budget embedded in-process by as many fresh processes as "
     "the server has workers (`Embedder.embed` after the worker's own `load_worker_model`; no HTTP, JSON or base64), "
-    "their rates summed as if the server balanced its requests perfectly. BERT models run padding-free there as in "
-    "the server: no padding token in any Linear, LayerNorm or GELU; only attention pads, inside groups of nearly "
-    "equal lengths ({attention:.3f} attention rows per real token on this workload). Padded ÷ real tokens: the server's own batches on this workload, from its /metrics "
+    "their rates summed as if the server balanced its requests perfectly; for `auto`, each process gets the share "
+    "of the cores a worker has when all are busy (cores ÷ workers). BERT models run padding-free there as in the "
+    "server: no padding token anywhere (attention runs per group of equal lengths), so server ÷ ceiling cannot hide "
+    "a padding loss. Padded ÷ real tokens: the server's own batches on this workload, from its /metrics "
     "(1 + `embedding_padding_tokens_total` ÷ `embedding_tokens_total`, before and after the runs). Real tokens/s "
-    "per core: texts/s × real tokens per text ÷ min(workers × threads, cores); % of the GEMM roofline of the "
-    "mode in the Roofline table.")
+    "per core: texts/s × real tokens per text ÷ min(workers × threads, cores) (`auto`: the cores); % of the GEMM "
+    "roofline of the mode in the Roofline table.")
 
 
-def serve(workload, quantize: str, workers: int, threads: int, concurrency: tuple[int, ...], rounds: int) -> dict:
+def parse_config(config: str) -> tuple[int, int | None]:
+    """'2x1' -> (2, 1); '2xauto' -> (2, None)."""
+    workers, threads = config.split("x")
+    return int(workers), None if threads == "auto" else int(threads)
+
+
+def serve(workload, quantize: str, config: str, concurrency: tuple[int, ...], rounds: int) -> dict:
     """Start gunicorn and the ceiling processes; load the server, then alternate saturation and ceiling runs."""
-    log = RESULTS / f"gunicorn-{quantize}-{workers}x{threads}.log"
+    workers, threads = parse_config(config)
+    cores = multiprocessing.cpu_count()
+    log = RESULTS / f"gunicorn-{quantize}-{config}.log"
     with GunicornServer(log, workers=workers, QUANTIZE=quantize, MODEL_NAME="",
-                        EMBEDDING_SERVER_THREADS_PER_WORKER=str(threads)) as server, \
-            CeilingProcesses(workload, quantize, workers, threads) as ceiling:
+                        EMBEDDING_SERVER_THREADS_PER_WORKER=str(threads or "auto")) as server, \
+            CeilingProcesses(workload, quantize, workers, threads or max(1, cores // workers)) as ceiling:
         run_load(server.url, workload, concurrency[-1])  # warm-up: every batch shape once, as the ceiling had
         before = scrape(server.url)
         loads = [run_load(server.url, workload, c) for c in concurrency]
@@ -48,7 +57,7 @@ def serve(workload, quantize: str, workers: int, threads: int, concurrency: tupl
         worker_rss = max(rss_mb(pid) for pid in server.worker_pids())
         ready = max(map(float, re.findall(r"ready ([\d.]+)s after fork", server.log())))
         return {"loads": loads, "ceiling": best, "raw_rss": ceiling.rss_mb, "worker_rss": worker_rss, "ready": ready,
-                "work": work, "cores": min(workers * threads, multiprocessing.cpu_count())}
+                "work": work, "cores": min(workers * threads, cores) if threads else cores}
 
 
 def load_rows(label: str, run: dict, roofline: float | None) -> list[list]:
@@ -69,7 +78,7 @@ def memory_row(label: str, run: dict) -> list:
     return [label, run["worker_rss"], raw, f"{run['worker_rss'] / raw:.2f}", run["ready"]]
 
 
-def server_sections(workload, plan: dict, rooflines: dict[str, float], attention: float, emit) -> None:
+def server_sections(workload, plan: dict, rooflines: dict[str, float], emit) -> None:
     """The workers x threads sweep, memory and start-up, then every mode served with the default config."""
     from embedding_app.quantize import choose_mode
 
@@ -78,18 +87,16 @@ def server_sections(workload, plan: dict, rooflines: dict[str, float], attention
 
     sweep = {}
     for config in plan["sweep"]:
-        workers, threads = map(int, config.split("x"))
-        sweep[config] = serve(workload, "true", workers, threads, plan["concurrency"], plan["rounds"])
+        sweep[config] = serve(workload, "true", config, plan["concurrency"], plan["rounds"])
     emit("Workers × threads (QUANTIZE=true)", table(LOAD_HEADER, [row for c, run in sweep.items()
                                                                    for row in load_rows(c, run, roofline("true"))])
-         + "\n\n" + CEILING_NOTE.format(attention=attention))
+         + "\n\n" + CEILING_NOTE)
     emit("Memory and start-up (RSS MB)", table(["config", "worker RSS", "raw model process RSS", "ratio",
                                                 "ready after fork s"],
                                                [memory_row(c, run) for c, run in sweep.items()]))
-    workers, threads = map(int, DEFAULT_CONFIG.split("x"))
     default = sweep.get(DEFAULT_CONFIG)
     by_mode = {"true": {**default, "loads": default["loads"][-1:]}} if default else {}
     for mode in plan["server_modes"]:
-        by_mode[mode] = serve(workload, mode, workers, threads, plan["concurrency"][-1:], plan["rounds"])
+        by_mode[mode] = serve(workload, mode, DEFAULT_CONFIG, plan["concurrency"][-1:], plan["rounds"])
     emit(f"Server per mode ({DEFAULT_CONFIG}, saturated)",
          table(LOAD_HEADER, [row for m, run in by_mode.items() for row in load_rows(m, run, roofline(m))]))

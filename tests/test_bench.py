@@ -10,12 +10,11 @@ from bench.load import LoadResult
 from bench.roofline import (
     VARIANTS,
     Roofline,
-    attention_padded_per_real,
     linear_flop_per_token,
     roofline_row,
 )
 from bench.scrape import Work, parse_work
-from bench.servers import load_rows
+from bench.servers import load_rows, parse_config
 
 METRICS = """# HELP embedding_inputs_total Inputs embedded
 # TYPE embedding_inputs_total counter
@@ -83,17 +82,13 @@ def test_missing_commit_says_why(repo, tmp_path_factory):
     assert missing_commit(tmp_path_factory.mktemp("not-a-repo"), old) is not None
 
 
-def test_attention_pads_only_within_groups_of_near_equal_lengths():
-    assert attention_padded_per_real([[10, 10, 10], [7]]) == 1.0
-    # 200 and 20 cannot share a call (200 x 2 > 1.15 x 220 + 32); 20 and 18 can: 2 padded rows on 238 real ones.
-    assert attention_padded_per_real([[18, 200, 20]]) == pytest.approx(240 / 238)
-
-
 def test_roofline_row_gives_each_variant_as_a_share_of_the_gemm_roofline():
     rates = dict(zip(VARIANTS, (7000.0, 5000.0, 1750.0)))
-    result = Roofline("bf16", gflops=212.3, flop_per_token=21.23e6, real_tokens=9000, rates=rates)
+    result = Roofline("bf16", gflops=212.3, prepacked_gflops=233.53, flop_per_token=21.23e6, real_tokens=9000,
+                      rates=rates)
     assert result.tokens_per_s == pytest.approx(10_000)
-    assert roofline_row(result)[4:] == ["7000 (70 %)", "5000 (50 %)", "1750 (18 %)", "4.0×"]
+    # the pre-packed GEMM is 1.1x F.linear: its roofline is 11 000 tokens/s, of which 7000 is 64 %
+    assert roofline_row(result)[4:] == ["7000 (70 %)", "5000 (50 %)", "1750 (18 %)", "4.0×", "234", "64 %"]
 
 
 def test_server_rows_show_padding_and_real_tokens_per_core_against_the_roofline():
@@ -102,3 +97,8 @@ def test_server_rows_show_padding_and_real_tokens_per_core_against_the_roofline(
     [row] = load_rows("2x1", run, roofline=4500.0)
     assert row[9:] == ["0.91", "1.100", "2250", "50 %"]  # 50 texts/s x 90 tokens / 2 cores
     assert load_rows("2x1", run, roofline=None)[0][-1] == "-"
+
+
+def test_configs_name_workers_and_threads_or_auto():
+    assert parse_config("2x1") == (2, 1)
+    assert parse_config("2xauto") == (2, None)
