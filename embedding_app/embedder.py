@@ -107,7 +107,8 @@ class Embedder:
         """Which forward this model takes, for the load log line."""
         if not self.packed:
             return f"padded batches: {self.fallback}"
-        return f"packed batches, {'oneDNN pre-packed' if self.packed.uses_onednn() else 'F.linear'} Linear layers"
+        done, total = self.packed.prepacked()
+        return f"packed batches, {done} of {total} matrix multiplications pre-packed for oneDNN"
 
     def tokenize(self, texts: list[str]) -> list[list[int]]:
         """Token ids of each text without special tokens; one longer than the model takes may stop past room."""

@@ -50,7 +50,7 @@ def pack(sequences: list[list[int]]) -> tuple[torch.Tensor, torch.Tensor, Packin
         offsets.append(offsets[-1] + length)
     ids = torch.tensor([token for ids in sequences for token in ids], dtype=torch.int64)
     positions = torch.cat([torch.arange(length) for length in lengths])
-    # Equal lengths only: measured (BENCHMARKS.md) 11-14 % faster end to end than groups padded up to 15 % with
+    # Equal lengths only: measured (BENCHMARKS.md) 10-15 % faster end to end than groups padded up to 15 % with
     # a key mask, because SDPA with a mask is far slower than more, smaller calls without one.
     groups, first = [], 0
     for _, run in groupby(lengths):
@@ -98,9 +98,10 @@ class PackedBert:
             states = layer.output_norm(layer.down(layer.up(states)).add_(states))
         return states
 
-    def uses_onednn(self) -> bool:
-        """Whether every plain Linear layer runs pre-packed oneDNN (the log says which path a worker took)."""
-        return all(part.packed is not None for layer in self.layers for part in layer.linears())
+    def prepacked(self) -> tuple[int, int]:
+        """How many of the matrix multiplications run pre-packed oneDNN, of how many (for the load log line)."""
+        parts = [part for layer in self.layers for part in layer.linears()]
+        return sum(part.packed is not None for part in parts), len(parts)
 
 
 class _Layer:

@@ -94,3 +94,13 @@ def test_unsupported_architecture_uses_padded_batches_with_the_same_results(robe
     with torch.inference_mode():
         assert min_cosine(embedder.embed(sequences), hf_pooled(embedder, sequences)) >= 0.99999
     assert 0 < sum(padding) <= 0.10 * sum(map(len, sequences)) + 64 * len(padding)
+
+
+@pytest.mark.skipif(not torch.backends.mkldnn.is_available(), reason="torch built without oneDNN")
+@pytest.mark.filterwarnings("ignore::UserWarning", "ignore::DeprecationWarning")  # torch's int8 deprecation
+def test_the_load_log_says_how_many_matrix_multiplications_run_pre_packed(tiny_model_dir):
+    source = resolve_model(str(tiny_model_dir), None)
+    layers = 4 * Embedder.load(source, Settings(), "fp32").model.config.num_hidden_layers
+    assert Embedder.load(source, Settings(), "fp32").describe_path() == (
+        f"packed batches, {layers} of {layers} matrix multiplications pre-packed for oneDNN")
+    assert f"0 of {layers}" in Embedder.load(source, Settings(), "int8").describe_path()  # quantized modules
