@@ -14,10 +14,10 @@ BASELINE = "2x1"
 
 
 def server(config: str, results) -> GunicornServer:
-    """A server for "WxT" (T a count or auto), "+passive" adding OMP_WAIT_POLICY=PASSIVE (idle OpenMP threads sleep)."""
-    shape, _, policy = config.partition("+")
+    """A server for "WxT" (T a count or auto); each "+KEY=VALUE" is added to its environment."""
+    shape, *extra = config.split("+")
     workers, threads = shape.split("x")
-    env = {"OMP_WAIT_POLICY": "PASSIVE"} if policy == "passive" else {}
+    env = dict(item.split("=", 1) for item in extra)
     return GunicornServer(results / f"gunicorn-threads-{config}.log", workers=int(workers), MODEL_NAME="",
                           EMBEDDING_SERVER_THREADS_PER_WORKER=threads, **env)
 
@@ -53,7 +53,7 @@ def main() -> None:
     """Start every configuration at once, warm each up, then measure them alternately and print the table."""
     parser = argparse.ArgumentParser(prog="python -m bench.threads", description=__doc__)
     parser.add_argument("--configs", default="2x1,1x2,2xauto",
-                        help="comma-separated WxT[+passive], at most 3 (each bf16 worker holds ~450 MB)")
+                        help="comma-separated WxT[+KEY=VALUE...], at most 3 (each bf16 worker holds ~450 MB)")
     parser.add_argument("--requests", type=int, default=40)
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--clients", default="1,2,4")
