@@ -52,6 +52,18 @@ class Registry:
         return [model.id for model in self.models]
 
 
+def openmp_waits(threads_per_worker: int | None, environ) -> dict[str, str]:
+    """The OpenMP wait settings an auto worker adds to its environment before torch loads (none if any is set)."""
+    # auto: a worker's threads follow the load, so for a moment (a forward begun before the other worker
+    # started) they outnumber the cores. libgomp's waiting threads spin for ~3 ms by default and take the cores
+    # from the threads doing the work (0.30-0.45x on busy cores); sleeping at once cost a lone request 11 %; a
+    # 10 000-spin wait cost neither (BENCHMARKS.md, "Thread budget"). libgomp (torch's) takes the spin count over
+    # the policy; other OpenMP runtimes take the policy. An operator's own value of either wins.
+    if threads_per_worker is not None or {"OMP_WAIT_POLICY", "GOMP_SPINCOUNT"} & environ.keys():
+        return {}
+    return {"OMP_WAIT_POLICY": "PASSIVE", "GOMP_SPINCOUNT": "10000"}
+
+
 def _start_torch(settings: Settings, threads: int) -> str:
     """Set this process's torch and tokenizer threads; returns the concrete QUANTIZE mode for this CPU."""
     # The Rust tokenizer's thread pool defaults to every core; held to the worker's fixed thread budget (one
@@ -60,11 +72,7 @@ def _start_torch(settings: Settings, threads: int) -> str:
     tokenizer_threads = settings.threads_per_worker or 1
     os.environ["RAYON_NUM_THREADS"] = str(tokenizer_threads)
     os.environ["TOKENIZERS_PARALLELISM"] = "true" if tokenizer_threads > 1 else "false"
-    if settings.threads_per_worker is None:
-        # auto: a worker's threads follow the load, so for a moment (a forward begun before the other worker
-        # started) they outnumber the cores. libgomp's waiting threads spin by default and then take the cores
-        # from the threads doing the work; passive ones sleep (measured: README, "Choosing workers × threads").
-        os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # an operator's own value wins
+    os.environ.update(openmp_waits(settings.threads_per_worker, os.environ))
     if not limit_worker_caches():
         log.warning("pid %d: not glibc, malloc thresholds left alone (memory may grow under varied requests)",
                     os.getpid())

@@ -112,3 +112,12 @@ def test_a_killed_busy_workers_share_comes_back(auto_server, texts):
 def test_a_cgroup_cpu_quota_caps_the_cores(tmp_path, cpu_max, cores):
     (tmp_path / "cpu.max").write_text(cpu_max)
     assert available_cores(str(tmp_path / "cpu.max")) == cores
+
+
+def test_auto_workers_wait_briefly_then_sleep_unless_the_operator_chose():
+    from embedding_app.runtime import openmp_waits
+
+    assert openmp_waits(None, {}) == {"OMP_WAIT_POLICY": "PASSIVE", "GOMP_SPINCOUNT": "10000"}
+    assert openmp_waits(None, {"OMP_WAIT_POLICY": "ACTIVE"}) == {}  # an operator's own choice is kept whole
+    assert openmp_waits(None, {"GOMP_SPINCOUNT": "0"}) == {}
+    assert openmp_waits(2, {}) == {}  # fixed threads: the runtime's defaults, as before
