@@ -77,7 +77,7 @@ class Embedder:
         self.packed = PackedBert(model) if self.fallback is None else None
 
     @classmethod
-    def load(cls, source: ModelSource, settings: Settings, mode: str = "fp32") -> "Embedder":
+    def load(cls, source: ModelSource, settings: Settings, mode: str = "fp32") -> Embedder:
         """Load model and tokenizer from a resolved directory and convert the model to mode."""
         started = time.perf_counter()
         options = {"token": settings.hf_token, "trust_remote_code": settings.trust_remote_code}

@@ -6,7 +6,14 @@ gunicorn.conf.py before any worker starts) and /metrics merges them, so any work
 
 from __future__ import annotations
 
-from prometheus_client import REGISTRY, CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client import (
+    REGISTRY,
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    generate_latest,
+)
 from prometheus_client.multiprocess import MultiProcessCollector
 
 # Latencies of one short text (~10 ms) up to a request near the token limit (minutes).

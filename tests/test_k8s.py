@@ -33,7 +33,7 @@ def mebibytes(quantity: str) -> float:
 def test_manifests_pass_strict_schema_validation():
     tool = shutil.which("kubernetes-validate", path=str(Path(sys.executable).parent))
     assert tool, "kubernetes-validate not installed (see requirements-dev.txt)"
-    result = subprocess.run([tool, "--strict", *map(str, MANIFESTS)], capture_output=True, text=True, timeout=120)
+    result = subprocess.run([tool, "--strict", *map(str, MANIFESTS)], capture_output=True, text=True, timeout=120, check=False)
     assert result.returncode == 0, result.stdout + result.stderr
     assert result.stdout.count("passed") + result.stderr.count("passed") == len(MANIFESTS)
 
