@@ -202,6 +202,7 @@ def child_exit(server, worker):
     fold_dead_worker(worker.pid, server.metrics_dir)
     if settings.threads_per_worker is None:  # it may have died inside a request, marked busy
         free_slot(server.thread_board, worker.thread_slot)
+        server.log.info("worker %s exited: thread-budget slot %s is free", worker.pid, worker.thread_slot)
 
 
 def on_exit(server):
