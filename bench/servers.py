@@ -56,7 +56,8 @@ def serve(workload, quantize: str, config: str, concurrency: tuple[int, ...], ro
         work = scrape(server.url) - before
         worker_rss = max(rss_mb(pid) for pid in server.worker_pids())
         ready = max(map(float, re.findall(r"ready ([\d.]+)s after fork", server.log())))
-        return {"loads": loads, "ceiling": best, "raw_rss": ceiling.rss_mb, "worker_rss": worker_rss, "ready": ready,
+        mode = requests.get(f"{server.url}/health", timeout=30).json()["mode"]  # QUANTIZE=true: measured at load
+        return {"mode": mode, "loads": loads, "ceiling": best, "raw_rss": ceiling.rss_mb, "worker_rss": worker_rss, "ready": ready,
                 "work": work, "cores": min(workers * threads, cores) if threads else cores}
 
 
@@ -80,16 +81,14 @@ def memory_row(label: str, run: dict) -> list:
 
 def server_sections(workload, plan: dict, rooflines: dict[str, float], emit) -> None:
     """The workers x threads sweep, memory and start-up, then every mode served with the default config."""
-    from embedding_app.quantize import choose_mode
-
-    def roofline(quantize: str) -> float | None:
-        return rooflines.get(choose_mode(quantize)[0])
+    def roofline(run: dict) -> float | None:
+        return rooflines.get(run["mode"])
 
     sweep = {}
     for config in plan["sweep"]:
         sweep[config] = serve(workload, "true", config, plan["concurrency"], plan["rounds"])
     emit("Workers × threads (QUANTIZE=true)", table(LOAD_HEADER, [row for c, run in sweep.items()
-                                                                   for row in load_rows(c, run, roofline("true"))])
+                                                                   for row in load_rows(c, run, roofline(run))])
          + "\n\n" + CEILING_NOTE)
     emit("Memory and start-up (RSS MB)", table(["config", "worker RSS", "raw model process RSS", "ratio",
                                                 "ready after fork s"],
@@ -99,4 +98,4 @@ def server_sections(workload, plan: dict, rooflines: dict[str, float], emit) -> 
     for mode in plan["server_modes"]:
         by_mode[mode] = serve(workload, mode, DEFAULT_CONFIG, plan["concurrency"][-1:], plan["rounds"])
     emit(f"Server per mode ({DEFAULT_CONFIG}, saturated)",
-         table(LOAD_HEADER, [row for m, run in by_mode.items() for row in load_rows(m, run, roofline(m))]))
+         table(LOAD_HEADER, [row for m, run in by_mode.items() for row in load_rows(m, run, roofline(run))]))

@@ -3,21 +3,17 @@
 from __future__ import annotations
 
 import logging
-import time
 from dataclasses import dataclass
 
 import numpy as np
 import torch
-from transformers import AutoModel, AutoTokenizer
 
 from . import metrics, thread_budget, tokens
 from .batching import packed_chunks, padded_batches
 from .inputs import InputError
-from .model_source import ModelSource
+from .kernel_choice import Choice
 from .packed import PackedBert, pack, supported
 from .pooling import PACKED_POOLERS, POOLERS
-from .quantize import apply_mode
-from .settings import Settings
 
 log = logging.getLogger(__name__)
 # Out-of-vocabulary ids nearly always come from one client; say how to fix it rather than just refuse.
@@ -30,7 +26,6 @@ class ModelInfo:
     """What the API reports about the served model."""
 
     id: str
-    created: int
     dimensions: int
     max_tokens: int
     vocab_size: int
@@ -46,16 +41,6 @@ def _special_affixes(tokenizer) -> tuple[list[int], list[int]]:
         if full[start:start + len(bare)] == bare:
             return full[:start], full[start + len(bare):]
     return [], []
-
-
-def _max_tokens(source: ModelSource, tokenizer, config, cap: int = 0) -> int:
-    """The input length: sentence-transformers' max_seq_length, else the tokenizer's, capped by positions and cap."""
-    limit = source.max_seq_length or tokenizer.model_max_length
-    positions = getattr(config, "max_position_embeddings", None)
-    if positions and (not limit or limit > positions):
-        limit = positions
-    limit = int(limit or 512)
-    return min(limit, cap) if cap else limit
 
 
 class Embedder:
@@ -75,33 +60,7 @@ class Embedder:
         # BERT encoders run padding-free (embedding_app/packed.py); other architectures run padded batches.
         self.fallback = supported(model)
         self.packed = PackedBert(model) if self.fallback is None else None
-
-    @classmethod
-    def load(cls, source: ModelSource, settings: Settings, mode: str = "fp32") -> Embedder:
-        """Load model and tokenizer from a resolved directory and convert the model to mode."""
-        started = time.perf_counter()
-        options = {"token": settings.hf_token, "trust_remote_code": settings.trust_remote_code}
-        tokenizer = AutoTokenizer.from_pretrained(source.path, **options)
-        model = AutoModel.from_pretrained(source.path, dtype=torch.float32, **options).eval()
-        model = apply_mode(model, mode)
-        info = ModelInfo(
-            id=source.served_name,
-            created=source.created,
-            dimensions=int(model.config.hidden_size),
-            max_tokens=_max_tokens(source, tokenizer, model.config, settings.max_tokens_per_input),
-            vocab_size=int(model.get_input_embeddings().num_embeddings),
-            pooling=settings.pool_type or source.pooling or "mean",
-            mode=mode,
-        )
-        embedder = cls(model, tokenizer, info, settings.normalize, settings.batch_tokens)
-        if embedder.room < 1:
-            raise ValueError(f"MAX_TOKENS_PER_INPUT={settings.max_tokens_per_input} leaves no room for text: the model "
-                             f"adds {info.max_tokens - embedder.room} special tokens to every input")
-        embedder.embed([embedder.tokenize(["warm up"])[0]])  # first forward pays one-off kernel set-up
-        log.info("loaded %s from %s in %.1fs (%s, pooling=%s, max_tokens=%d, %s)", info.id, source.path,
-                 time.perf_counter() - started, mode, info.pooling, info.max_tokens,
-                 embedder.describe_path())
-        return embedder
+        self.choice: Choice | None = None  # how the loader chose the mode and kernels (reported by /health)
 
     def describe_path(self) -> str:
         """Which forward this model takes, for the load log line."""
@@ -109,6 +68,10 @@ class Embedder:
             return f"padded batches: {self.fallback}"
         done, total = self.packed.prepacked()
         return f"packed batches, {done} of {total} matrix multiplications pre-packed for oneDNN"
+
+    def linears(self) -> list:
+        """The matrix multiplications of the packed path, whose kernels the loader may choose (none when padded)."""
+        return [part for layer in self.packed.layers for part in layer.linears()] if self.packed else []
 
     def tokenize(self, texts: list[str]) -> list[list[int]]:
         """Token ids of each text without special tokens; one longer than the model takes may stop past room."""

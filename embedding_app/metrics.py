@@ -1,4 +1,5 @@
-"""Prometheus metrics: HTTP requests, texts and tokens, padding, batch sizes, time to ready, workers, torch threads.
+"""Prometheus metrics: HTTP requests, texts and tokens, padding, batch sizes, time to ready, workers, torch threads,
+and the mode and kernels chosen at load.
 
 Under gunicorn every worker writes its values to files in PROMETHEUS_MULTIPROC_DIR (set by
 gunicorn.conf.py before any worker starts) and /metrics merges them, so any worker answers for all.
@@ -40,6 +41,14 @@ READY = Gauge("embedding_worker_ready_seconds",
 WORKERS = Gauge("embedding_workers", "Worker processes with a loaded model", multiprocess_mode="livesum")
 THREADS = Gauge("embedding_worker_torch_threads", "Torch threads of the worker's latest forward pass "
                 "(THREADS_PER_WORKER=auto: its share of the cores when it started)", multiprocess_mode="liveall")
+# What the load-time probe chose and measured (embedding_app/kernel_choice.py): labels are served names, modes
+# and the model's own layer shapes, a closed set.
+MODE = Gauge("embedding_model_mode", "1 for the mode each worker runs a model in (QUANTIZE=true: measured fastest)",
+             ["model", "mode"], multiprocess_mode="liveall")
+KERNEL = Gauge("embedding_model_kernel", "1 for the kernel each matrix multiplication shape runs (onednn or F.linear)",
+               ["model", "shape", "kernel"], multiprocess_mode="liveall")
+PROBE = Gauge("embedding_probe_tokens_per_second", "Tokens/s of each timed mode on the load-time probe",
+              ["model", "mode"], multiprocess_mode="liveall")
 
 # Label values must come from a closed set: every new value is a new series in every worker's file,
 # and gunicorn passes any token as the method, so one client could otherwise grow /metrics without bound.
@@ -63,6 +72,15 @@ def worker_ready(ready_seconds: float) -> None:
 def torch_threads(threads: int) -> None:
     """Record the torch threads this worker computes with now."""
     THREADS.set(threads)
+
+
+def record_choice(model: str, mode: str, kernels: dict[str, str], speeds: dict[str, float]) -> None:
+    """Record the mode, kernels and probe speeds a worker chose for a served model."""
+    MODE.labels(model, mode).set(1)
+    for shape, kernel in kernels.items():
+        KERNEL.labels(model, shape, kernel).set(1)
+    for timed, speed in speeds.items():
+        PROBE.labels(model, timed).set(speed)
 
 
 def record_embeddings(model: str, inputs: int, tokens: int, truncated: int) -> None:

@@ -1,4 +1,4 @@
-"""QUANTIZE modes: make a loaded fp32 model faster on this CPU, and pick the fastest faithful one."""
+"""QUANTIZE modes: which modes a QUANTIZE value may run, and how to convert a loaded fp32 model to one."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from .modes import FAITHFUL_MODES, UNFAITHFUL_MODES  # noqa: F401 (re-exported: tests and bench import them here)
+from .modes import FAITHFUL_MODES
 NATIVE_BF16_FLAGS = ("avx512_bf16", "amx_bf16", "bf16")  # x86 AVX512-BF16 / AMX, Arm BF16
 
 
@@ -32,20 +32,14 @@ def native_bf16_flag(flags: set[str]) -> str | None:
     return next((flag for flag in NATIVE_BF16_FLAGS if flag in flags), None)
 
 
-def choose_mode(requested: str, flags: set[str] | None = None) -> tuple[str, str]:
-    """Map a QUANTIZE value to a concrete mode and the reason to log; true only ever picks a faithful mode."""
-    if requested == "false":
-        return "fp32", "QUANTIZE=false -> fp32"
-    flag = native_bf16_flag(cpu_flags() if flags is None else flags)
+def candidates(requested: str) -> tuple[tuple[str, ...], str | None]:
+    """The modes to load and time for a QUANTIZE value, and the one it forces (None: the fastest faithful one)."""
+    if requested in ("false", "fp32"):
+        return ("fp32",), "fp32"
     if requested == "true":
-        if flag:
-            return "bf16", f"QUANTIZE=true -> bf16 (cpu has {flag})"
-        return "fp32", "QUANTIZE=true -> fp32 (cpu has no native bf16; the int8 modes are not faithful)"
-    if requested == "bf16" and not flag:
-        return "bf16", "QUANTIZE=bf16 (warning: cpu has no native bf16, this can be slower than fp32)"
-    if requested in UNFAITHFUL_MODES:
-        return requested, f"QUANTIZE={requested} (not faithful: vectors differ from fp32, see BENCHMARKS.md)"
-    return requested, f"QUANTIZE={requested}"
+        return FAITHFUL_MODES, None
+    # A concrete mode is timed beside fp32, so the log can say what it gains or costs on this CPU.
+    return (requested, "fp32"), requested
 
 
 def _dynamic_int8(model: nn.Module, keep_fp32: tuple[str, ...] = ()) -> nn.Module:

@@ -8,7 +8,7 @@ from werkzeug.exceptions import RequestEntityTooLarge
 from .errors import ApiError
 from .parsing import parse_request
 from .runtime import get_registry
-from .schemas import ModelCard, ModelList
+from .schemas import Compute, ModelCard, ModelList
 from .service import embed_request, find_model
 
 bp = Blueprint("openai", __name__)
@@ -17,7 +17,8 @@ TRUNCATED_HEADER = "X-Truncated-Inputs"
 
 
 def _model_card(model) -> dict:
-    return ModelCard(id=model.id, created=model.source.created, owned_by="embedding-server").model_dump()
+    return ModelCard(id=model.id, created=model.source.created, owned_by="embedding-server",
+                     compute=Compute.of(model.embedder.choice)).model_dump()
 
 
 def _read_body() -> bytes:

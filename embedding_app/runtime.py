@@ -64,8 +64,8 @@ def openmp_waits(threads_per_worker: int | None, environ) -> dict[str, str]:
     return {"OMP_WAIT_POLICY": "PASSIVE", "GOMP_SPINCOUNT": "10000"}
 
 
-def _start_torch(settings: Settings, threads: int) -> str:
-    """Set this process's torch and tokenizer threads; returns the concrete QUANTIZE mode for this CPU."""
+def _start_torch(settings: Settings, threads: int) -> None:
+    """Set this process's torch and tokenizer threads."""
     # The Rust tokenizer's thread pool defaults to every core; held to the worker's fixed thread budget (one
     # thread under auto: its pool size is fixed at first use) it cannot steal the cores other workers' torch
     # threads run on. Set before the pool first starts.
@@ -78,25 +78,22 @@ def _start_torch(settings: Settings, threads: int) -> str:
                     os.getpid())
     import torch  # only ever imported in a worker: torch state is not fork-safe
 
-    from .quantize import choose_mode
-
     torch.set_num_threads(threads)
     metrics.torch_threads(threads)
     torch.set_grad_enabled(False)
-    mode, reason = choose_mode(settings.quantize)
-    log.info("pid %d: %s, %d torch thread(s)%s", os.getpid(), reason, threads,
+    log.info("pid %d: %d torch thread(s)%s", os.getpid(), threads,
              "" if settings.threads_per_worker else " while alone (auto: the busy workers share the cores)")
-    return mode
 
 
 def load_worker_models(settings: Settings, sources: list[ModelSource], threads: int = 0) -> Registry:
     """Set this process's torch threads (default: THREADS_PER_WORKER, or all cores), then load every model."""
     global _registry
     started = time.perf_counter()
-    mode = _start_torch(settings, threads or settings.threads_per_worker or available_cores())
-    from .embedder import Embedder
+    _start_torch(settings, threads or settings.threads_per_worker or available_cores())
+    from .loader import load_embedder
 
-    _registry = Registry([ServedModel(source, Embedder.load(source, settings, mode)) for source in sources])
+    _registry = Registry([ServedModel(source, load_embedder(source, settings, settings.quantize))
+                          for source in sources])
     ready = time.perf_counter() - started
     metrics.worker_ready(ready)
     log.info("pid %d: ready %.2fs after fork", os.getpid(), ready)

@@ -128,6 +128,31 @@ class EmbeddingResponse(BaseModel):
     usage: Usage
 
 
+class ProbeResult(BaseModel):
+    """One mode as the load-time probe measured it on this CPU."""
+
+    tokens_per_second: float
+    min_cosine: float = Field(description="Lowest cosine similarity of the probe's vectors to fp32's")
+
+
+class Compute(BaseModel):
+    """How this CPU runs the model: the mode and kernels the workers measured fastest at load."""
+
+    mode: str = Field(description="fp32, bf16 or an int8 mode (QUANTIZE=true: the fastest faithful one here)")
+    kernels: dict[str, str] = Field(description="Matrix multiplication shape -> kernel (onednn or F.linear)")
+    probe: dict[str, ProbeResult] = Field(description="Each timed mode's probe figures (empty: one mode, untimed)")
+    cached: bool = Field(description="The figures come from an earlier start's probe (KERNEL_CACHE_DIR)")
+
+    @classmethod
+    def of(cls, choice) -> Compute | None:
+        """From the loader's kernel_choice.Choice (None for a model loaded without one)."""
+        if choice is None:
+            return None
+        probe = {mode: ProbeResult(tokens_per_second=round(speed, 1), min_cosine=choice.min_cosine.get(mode, 1.0))
+                 for mode, speed in choice.tokens_per_second.items()}
+        return cls(mode=choice.mode, kernels=choice.kernels, probe=probe, cached=choice.cached)
+
+
 class ModelCard(BaseModel):
     """One model, as GET /v1/models lists it."""
 
@@ -135,6 +160,7 @@ class ModelCard(BaseModel):
     object: Literal["model"] = "model"
     created: int
     owned_by: str
+    compute: Compute | None = Field(None, description="Extension: the mode and kernels chosen on this CPU")
 
 
 class ModelList(BaseModel):
@@ -154,6 +180,7 @@ class ModelHealth(BaseModel):
     max_tokens: int
     prompts: list[str]
     default_prompt_name: str | None
+    compute: Compute | None
 
 
 class Health(BaseModel):

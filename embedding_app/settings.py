@@ -48,6 +48,8 @@ class Settings:
     api_keys: tuple[str, ...] = field(default=(), repr=False)  # never printed
     cors_allow_origins: tuple[str, ...] = ()
     log_level: str = "info"
+    # Where workers keep the kernels and mode measured fastest on this CPU (empty: measure at every start).
+    kernel_cache_dir: str = "~/.cache/embedding-server"
 
 
 def _text(env: dict[str, str], key: str, default: str) -> str:
@@ -186,6 +188,12 @@ def _models(env: dict[str, str]) -> tuple[ModelSpec, ...]:
     return tuple(_with_prompts(env, _with_aliases(env, _model_specs(env))))
 
 
+def _cache_dir(env: dict[str, str], key: str, default: str) -> str:
+    """A directory, or off (empty string) to keep nothing."""
+    raw = env.get(key, "").strip()
+    return "" if raw.lower() == "off" else raw or default
+
+
 def _keys(env: dict[str, str], key: str) -> tuple[str, ...]:
     """API keys; a value that is set but holds no key (blanks, commas) is a typo, not a wish for no auth."""
     keys = _list(env, key)
@@ -218,6 +226,7 @@ def settings_from_env(env: dict[str, str]) -> Settings:
         api_keys=_keys(env, "API_KEY"),
         cors_allow_origins=_list(env, "CORS_ALLOW_ORIGINS"),
         log_level=_choice(env, "LOG_LEVEL", Settings.log_level, LOG_LEVELS),
+        kernel_cache_dir=_cache_dir(env, "KERNEL_CACHE_DIR", Settings.kernel_cache_dir),
     )
 
 

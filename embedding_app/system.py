@@ -9,7 +9,7 @@ from prometheus_client import CONTENT_TYPE_LATEST
 
 from . import metrics
 from .runtime import ServedModel, get_registry
-from .schemas import Health, ModelHealth, ServerInfo
+from .schemas import Compute, Health, ModelHealth, ServerInfo
 
 bp = Blueprint("system", __name__)
 
@@ -28,7 +28,7 @@ def _model_health(model: ServedModel) -> ModelHealth:
     info, source = model.embedder.info, model.source
     return ModelHealth(id=model.id, aliases=list(source.aliases), mode=info.mode, dimensions=info.dimensions,
                        max_tokens=info.max_tokens, prompts=list(source.prompts),
-                       default_prompt_name=source.default_prompt_name)
+                       default_prompt_name=source.default_prompt_name, compute=Compute.of(model.embedder.choice))
 
 
 @bp.get("/health")

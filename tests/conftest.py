@@ -85,20 +85,20 @@ def tiny_source(tiny_model_dir):
 @pytest.fixture(scope="session")
 def tiny_embedder(tiny_source):
     """An Embedder on the tiny model, fp32, loaded once."""
-    from embedding_app.embedder import Embedder
+    from embedding_app.loader import load_embedder
 
-    return Embedder.load(tiny_source, Settings(), "fp32")
+    return load_embedder(tiny_source, Settings(), "fp32")
 
 
 @pytest.fixture(scope="session")
 def two_models(tiny_source, tiny_embedder, tiny_prompted_dir):
     """runtime.ServedModels: the tiny model, then its prompted copy served as tiny-prompted (both fp32)."""
-    from embedding_app.embedder import Embedder
+    from embedding_app.loader import load_embedder
     from embedding_app.model_source import ModelSpec, resolve_model
 
     prompted = resolve_model(ModelSpec("tiny-prompted", str(tiny_prompted_dir), aliases=("small-alias",)), None)
     return [runtime.ServedModel(tiny_source, tiny_embedder),
-            runtime.ServedModel(prompted, Embedder.load(prompted, Settings(), "fp32"))]
+            runtime.ServedModel(prompted, load_embedder(prompted, Settings(), "fp32"))]
 
 
 @pytest.fixture

@@ -8,7 +8,7 @@ import sys
 import numpy as np
 import pytest
 
-from embedding_app.embedder import Embedder
+from embedding_app.loader import load_embedder
 from embedding_app.model_source import ModelSourceError, resolve_model
 from embedding_app.prepare import prepare
 from embedding_app.settings import Settings
@@ -47,8 +47,8 @@ def test_bf16_stored_model_serves_like_bf16_at_load(tiny_model_dir, tmp_path, ti
     half = prepare(str(tiny_model_dir), tmp_path / "half", quantize="bf16")
     assert (half / "model.safetensors").stat().st_size < 0.6 * (tiny_model_dir / "model.safetensors").stat().st_size
     ids = tiny_embedder.finish(tiny_embedder.tokenize(["prepared once", "loaded by every worker"]), True)
-    original = Embedder.load(resolve_model(str(tiny_model_dir), None), Settings(), "bf16").embed(ids)
-    stored = Embedder.load(resolve_model(str(half), None), Settings(), "bf16").embed(ids)
+    original = load_embedder(resolve_model(str(tiny_model_dir), None), Settings(), "bf16").embed(ids)
+    stored = load_embedder(resolve_model(str(half), None), Settings(), "bf16").embed(ids)
     np.testing.assert_allclose(stored, original, atol=1e-6)
 
 

@@ -1,10 +1,11 @@
-"""QUANTIZE modes on all-MiniLM-L6-v2: every faithful mode stays within the fidelity bounds; true picks only those."""
+"""QUANTIZE modes on all-MiniLM-L6-v2: every faithful mode stays within the fidelity bounds; what each value times."""
 
 import json
 
 import pytest
 
-from embedding_app.quantize import FAITHFUL_MODES, UNFAITHFUL_MODES, choose_mode
+from embedding_app.modes import FAITHFUL_MODES, UNFAITHFUL_MODES
+from embedding_app.quantize import candidates
 from embedding_app.settings import QUANTIZE_MODES, Settings
 from harness.quality import measure_fidelity
 
@@ -24,9 +25,9 @@ def minilm_source(minilm_dir):
 
 @pytest.fixture(scope="module")
 def fp32(minilm_source):
-    from embedding_app.embedder import Embedder
+    from embedding_app.loader import load_embedder
 
-    return Embedder.load(minilm_source, Settings(), "fp32")
+    return load_embedder(minilm_source, Settings(), "fp32")
 
 
 @pytest.fixture(scope="module")
@@ -44,9 +45,9 @@ def reference(fp32, sequences):
 
 @pytest.fixture(scope="module", params=FAITHFUL_MODES)
 def fidelity(request, minilm_source, fp32, sequences, reference):
-    from embedding_app.embedder import Embedder
+    from embedding_app.loader import load_embedder
 
-    embedder = fp32 if request.param == "fp32" else Embedder.load(minilm_source, Settings(), request.param)
+    embedder = fp32 if request.param == "fp32" else load_embedder(minilm_source, Settings(), request.param)
     return measure_fidelity(embedder, *sequences, *reference)
 
 
@@ -62,30 +63,18 @@ def test_faithful_mode_keeps_top10_retrieval(fidelity):
     assert fidelity.top10_overlap >= MIN_TOP10_OVERLAP, fidelity
 
 
-def test_true_picks_bf16_when_the_cpu_has_native_bf16():
-    expected = ("bf16", "QUANTIZE=true -> bf16 (cpu has avx512_bf16)")
-    assert choose_mode("true", {"avx2", "avx512f", "avx512_bf16"}) == expected
-    assert choose_mode("true", {"amx_bf16"})[0] == "bf16"
+def test_true_times_every_faithful_mode_and_forces_none():
+    assert candidates("true") == (FAITHFUL_MODES, None)
 
 
-def test_true_picks_fp32_without_native_bf16():
-    mode, reason = choose_mode("true", {"avx2", "avx512f", "avx512_vnni"})
-    assert mode == "fp32" and "no native bf16" in reason
+def test_false_is_fp32_alone():
+    assert candidates("false") == candidates("fp32") == (("fp32",), "fp32")
 
 
-@pytest.mark.parametrize("flags", [set(), {"avx512_vnni"}, {"avx512_bf16"}, {"amx_bf16", "amx_int8"}])
-def test_true_never_picks_an_unfaithful_mode(flags):
-    assert choose_mode("true", flags)[0] in FAITHFUL_MODES
-
-
-def test_false_is_fp32_and_named_modes_are_kept():
-    assert choose_mode("false", {"avx512_bf16"})[0] == "fp32"
-    for mode in FAITHFUL_MODES + UNFAITHFUL_MODES:
-        assert choose_mode(mode, {"avx512_bf16"})[0] == mode
-
-
-def test_unfaithful_modes_say_so_in_the_log():
-    assert "not faithful" in choose_mode("int8", set())[1]
+@pytest.mark.parametrize("mode", [mode for mode in FAITHFUL_MODES + UNFAITHFUL_MODES if mode != "fp32"])
+def test_a_named_mode_is_kept_and_timed_beside_fp32(mode):
+    modes, forced = candidates(mode)
+    assert forced == mode and sorted(modes) == sorted({mode, "fp32"})
 
 
 def test_settings_accept_exactly_the_modes():

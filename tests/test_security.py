@@ -132,16 +132,16 @@ def test_cors_is_off_by_default(client):
 
 
 def test_trust_remote_code_is_off_unless_enabled(tiny_model_dir, monkeypatch):
-    from embedding_app import embedder as embedder_module
+    from embedding_app import loader as loader_module
     from embedding_app.model_source import resolve_model
 
     assert Settings().trust_remote_code is False and settings_from_env({}).trust_remote_code is False
     assert settings_from_env({"TRUST_REMOTE_CODE": "true"}).trust_remote_code is True
     seen = []
-    original = embedder_module.AutoModel.from_pretrained
-    monkeypatch.setattr(embedder_module.AutoModel, "from_pretrained",
+    original = loader_module.AutoModel.from_pretrained
+    monkeypatch.setattr(loader_module.AutoModel, "from_pretrained",
                         lambda *args, **kwargs: seen.append(kwargs) or original(*args, **kwargs))
-    embedder_module.Embedder.load(resolve_model(str(tiny_model_dir), None), Settings(), "fp32")
+    loader_module.load_embedder(resolve_model(str(tiny_model_dir), None), Settings(), "fp32")
     assert seen and seen[0]["trust_remote_code"] is False
 
 

@@ -1,0 +1,115 @@
+"""The probe's choices kept on disk, keyed by CPU, torch, model and threads, so that later starts skip the probe.
+
+Workers that start together take turns on a file lock: the first one probes (while the others wait, so they do
+not disturb its timings) and the rest read its answer.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import hashlib
+import json
+import logging
+import os
+import tempfile
+import time
+from contextlib import contextmanager
+from dataclasses import asdict
+from pathlib import Path
+
+from .kernel_choice import Choice
+
+log = logging.getLogger(__name__)
+VERSION = 1  # bump when the probe or the candidates change meaning: older entries are then ignored
+LOCK_WAIT = 60  # seconds a worker waits for another one's probe before probing without the cache
+# Environment variables that change which kernels torch and oneDNN run, and so the right choice.
+KERNEL_ENV = ("ONEDNN_MAX_CPU_ISA", "ATEN_CPU_CAPABILITY", "DNNL_MAX_CPU_ISA", "MKL_ENABLE_INSTRUCTIONS")
+
+
+def cpu_identity() -> str:
+    """The CPU model and feature flags as the kernel reports them."""
+    try:
+        text = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return "unknown"
+    fields = dict(line.split(":", 1) for line in text.splitlines() if ":" in line)
+    fields = {key.strip(): value.strip() for key, value in fields.items()}
+    return f"{fields.get('model name', '?')} | {fields.get('flags', fields.get('Features', ''))}"
+
+
+def cache_key(*parts: object) -> str:
+    """A short digest of everything a choice depends on: the caller's parts plus CPU, torch and kernel settings."""
+    import torch
+
+    identity = [VERSION, cpu_identity(), torch.__version__, torch.get_num_threads(),
+                {name: os.environ.get(name, "") for name in KERNEL_ENV}, *parts]
+    return hashlib.sha256(json.dumps(identity, sort_keys=True, default=str).encode()).hexdigest()[:32]
+
+
+class ChoiceCache:
+    """A JSON file of key -> Choice in a directory; an empty directory name keeps nothing."""
+
+    def __init__(self, directory: str):
+        self.directory = Path(directory).expanduser() if directory else None
+        self.path = self.directory / "kernel-choices.json" if self.directory else None
+
+    @contextmanager
+    def locked(self):
+        """Hold the cache's lock (one probing worker at a time); without a usable directory, hold nothing."""
+        handle = self._lock_file()
+        if handle is None:
+            yield
+            return
+        deadline = time.monotonic() + LOCK_WAIT
+        try:
+            while True:
+                try:
+                    fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                    break
+                except BlockingIOError:
+                    if time.monotonic() > deadline:
+                        log.warning("pid %d: %s stayed locked for %ds; probing anyway", os.getpid(), self.path, LOCK_WAIT)
+                        break
+                    time.sleep(0.05)
+            yield
+        finally:
+            handle.close()  # closing releases the lock
+
+    def _lock_file(self):
+        if self.directory is None:
+            return None
+        try:
+            self.directory.mkdir(parents=True, exist_ok=True)
+            return open(self.directory / "kernel-choices.lock", "a")
+        except OSError as exc:
+            log.warning("pid %d: kernel choices not cached (%s); every start probes", os.getpid(), exc)
+            self.directory = self.path = None
+            return None
+
+    def _entries(self) -> dict:
+        try:
+            entries = json.loads(self.path.read_text())
+        except (OSError, ValueError, AttributeError):
+            return {}
+        return entries if isinstance(entries, dict) else {}
+
+    def get(self, key: str) -> Choice | None:
+        """The choice stored under key, or None."""
+        entry = self._entries().get(key) if self.path else None
+        try:
+            return Choice(**entry, cached=True) if isinstance(entry, dict) else None
+        except TypeError:  # written by another version of Choice
+            return None
+
+    def put(self, key: str, choice: Choice) -> None:
+        """Store choice under key (atomically: readers never see half a file)."""
+        if self.path is None:
+            return
+        entries = self._entries()
+        entries[key] = {name: value for name, value in asdict(choice).items() if name != "cached"}
+        try:
+            with tempfile.NamedTemporaryFile("w", dir=self.directory, delete=False, suffix=".tmp") as out:
+                json.dump(entries, out, indent=1, sort_keys=True)
+            os.replace(out.name, self.path)
+        except OSError as exc:
+            log.warning("pid %d: cannot write %s (%s)", os.getpid(), self.path, exc)

@@ -1,0 +1,114 @@
+"""Choose by measurement on this CPU, not by assumption: each matrix multiplication's kernel and QUANTIZE=true's mode.
+
+Which kernel wins depends on the CPU. One core, all-MiniLM-L6-v2's shapes: on AMD Zen 5 the pre-packed oneDNN fp32
+GEMM ran 2.3x F.linear (MKL), on Zen 3 0.9x; bf16 is 2x fp32 where the CPU has it and 5-10x slower where it is
+emulated. So each worker times the candidates on the model's own shapes and a real-text probe at load.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+
+log = logging.getLogger(__name__)
+PROBE_TEXTS = (Path(__file__).parent / "data" / "probe.txt").read_text(encoding="utf-8").splitlines()
+ROUNDS = 4
+# A candidate whose first call takes this many times the fastest first call is not timed further.
+CUTOFF = 3.0
+# Faithful means every probe text's vector keeps at least this cosine to fp32's (the tests hold modes to it).
+MIN_COSINE = 0.999
+
+
+@dataclass
+class Choice:
+    """What the worker runs and why: the mode, each matrix multiplication's kernel, the probe's figures."""
+
+    mode: str
+    kernels: dict[str, str] = field(default_factory=dict)  # layer shape -> "onednn" or "F.linear"
+    tokens_per_second: dict[str, float] = field(default_factory=dict)  # mode -> probe tokens/s (measured)
+    min_cosine: dict[str, float] = field(default_factory=dict)  # mode -> probe's min cosine to fp32
+    cached: bool = False
+
+    def summary(self) -> str:
+        """One line for the log: the probe's figures and the kernels."""
+        speeds = ", ".join(f"{mode} {speed:.0f} tok/s (min cos {self.min_cosine.get(mode, 1.0):.5f})"
+                           for mode, speed in self.tokens_per_second.items())
+        kernels = ", ".join(f"{shape} {kernel}" for shape, kernel in self.kernels.items())
+        where = "cached probe" if self.cached else "probe"
+        return f"{where}: {speeds or 'one mode, not timed'}; kernels: {kernels or 'module defaults'}"
+
+
+def best_times(calls: dict[str, Callable[[], object]], rounds: int = ROUNDS) -> dict[str, float]:
+    """Best seconds of each call, alternating between them so that machine noise hits all alike."""
+    first = {name: _seconds(call) for name, call in calls.items()}  # warm-up: one-off kernel set-up
+    fastest = min(first.values())
+    best = {name: seconds for name, seconds in first.items() if seconds > CUTOFF * fastest}
+    timed = {name: call for name, call in calls.items() if name not in best}
+    best.update({name: float("inf") for name in timed})
+    for _ in range(rounds):
+        for name, call in timed.items():
+            best[name] = min(best[name], _seconds(call))
+    return best
+
+
+def _seconds(call: Callable[[], object]) -> float:
+    started = time.perf_counter()
+    call()
+    return time.perf_counter() - started
+
+
+def choose_kernels(layers: list, rows: int) -> dict[str, str]:
+    """For each distinct shape, keep the faster of pre-packed oneDNN and F.linear on rows x in_features inputs."""
+    groups: dict[str, list] = {}
+    for layer in layers:
+        if getattr(layer, "packed", None) is not None:  # only a layer that can run both ways has a choice
+            groups.setdefault(layer.shape, []).append(layer)
+    kernels = {}
+    for shape, same in groups.items():
+        sample = same[0]
+        states = torch.randn(rows, sample.weight.shape[1], generator=torch.Generator().manual_seed(0))
+        states = states.to(sample.weight.dtype)
+        with torch.inference_mode():
+            times = best_times({"onednn": lambda: sample(states), "F.linear": lambda: sample.reference(states)})
+        kernels[shape] = min(times, key=times.get)
+        use_kernels(same, kernels)
+    return kernels
+
+
+def use_kernels(layers: list, kernels: dict[str, str]) -> None:
+    """Drop the pre-packed weight of every layer whose shape should run F.linear."""
+    for layer in layers:
+        if getattr(layer, "packed", None) is not None and kernels.get(layer.shape) == "F.linear":
+            layer.use_reference()
+
+
+def cosines(vectors: np.ndarray, reference: np.ndarray) -> np.ndarray:
+    """Row-wise cosine similarity of two [n, d] arrays."""
+    dots = np.sum(vectors * reference, axis=1)
+    return dots / (np.linalg.norm(vectors, axis=1) * np.linalg.norm(reference, axis=1)).clip(min=1e-12)
+
+
+def measure_modes(embedders: dict, probe: list[list[int]]) -> tuple[dict[str, float], dict[str, float]]:
+    """Probe tokens/s of each mode's embedder, and its min cosine to fp32's vectors (1.0 for fp32 itself)."""
+    tokens = sum(len(ids) for ids in probe)
+    times = best_times({mode: lambda e=embedder: e.embed(probe) for mode, embedder in embedders.items()})
+    speeds = {mode: tokens / seconds for mode, seconds in times.items()}
+    reference = embedders["fp32"].embed(probe) if "fp32" in embedders else None
+    fidelity = {mode: 1.0 if reference is None or mode == "fp32"
+                else float(cosines(embedder.embed(probe), reference).min())
+                for mode, embedder in embedders.items()}
+    return speeds, fidelity
+
+
+def pick(speeds: dict[str, float], fidelity: dict[str, float], forced: str | None) -> str:
+    """The forced mode, else the fastest mode whose vectors stay faithful to fp32."""
+    if forced:
+        return forced
+    faithful = [mode for mode in speeds if fidelity[mode] >= MIN_COSINE]
+    return max(faithful, key=speeds.get)
