@@ -26,16 +26,30 @@ def table(header: list[str], rows: list[list]) -> str:
     return "\n".join(lines + ["| " + " | ".join(cell(v) for v in row) + " |" for row in rows])
 
 
+# The instruction sets that decide which kernels win (BENCHMARKS.md has a table per class of CPU).
+ISA_FLAGS = {"avx2": ("avx2",), "avx512": ("avx512f",), "vnni": ("avx512_vnni", "avx_vnni"),
+             "bf16": ("avx512_bf16", "amx_bf16"), "amx": ("amx_tile",)}
+
+
+def isa(flags: set[str]) -> str:
+    """Which of avx2, avx512, vnni, bf16 and amx this CPU has, e.g. "avx2 avx512 vnni; no bf16, amx"."""
+    have = [name for name, names in ISA_FLAGS.items() if flags & set(names)]
+    missing = [name for name in ISA_FLAGS if name not in have]
+    return " ".join(have) + (f"; no {', '.join(missing)}" if missing else "")
+
+
 def machine() -> str:
-    """CPU model, cores, bf16 support and software versions."""
+    """CPU model and family, cores, instruction sets, torch's kernel level and software versions."""
     import torch
 
-    from embedding_app.quantize import cpu_flags, native_bf16_flag
+    from embedding_app.quantize import cpu_flags
 
     lscpu = subprocess.run(["lscpu"], capture_output=True, text=True, check=False).stdout
-    model = re.search(r"Model name:\s*(.+)", lscpu)
-    return (f"{model.group(1) if model else platform.processor()}, {multiprocessing.cpu_count()} cores, "
-            f"native bf16: {native_bf16_flag(cpu_flags()) or 'no'}; Python {platform.python_version()}, "
+    fields = dict(re.findall(r"^([^:\n]+):\s*(.+)$", lscpu, re.MULTILINE))
+    model = fields.get("Model name", platform.processor())
+    family = f"family {fields.get('CPU family', '?')} model {fields.get('Model', '?')}"
+    return (f"{model} ({family}), {multiprocessing.cpu_count()} cores, {isa(cpu_flags())}, torch kernels "
+            f"{torch.backends.cpu.get_cpu_capability()}; Python {platform.python_version()}, "
             f"torch {torch.__version__}, {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}")
 
 

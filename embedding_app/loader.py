@@ -31,7 +31,7 @@ def _max_tokens(source: ModelSource, tokenizer, config, cap: int = 0) -> int:
     return min(limit, cap) if cap else limit
 
 
-class _Builder:
+class EmbedderBuilder:
     """Makes Embedders of one loaded fp32 model in any mode (each mode converts its own copy)."""
 
     def __init__(self, source: ModelSource, settings: Settings, tokenizer, model, copies: bool):
@@ -62,7 +62,7 @@ def _probe(embedder: Embedder) -> list[list[int]]:
     return embedder.finish(embedder.tokenize(PROBE_TEXTS), truncate=True)
 
 
-def _measure(build: _Builder, modes: tuple[str, ...], forced: str | None) -> tuple[Embedder, Choice]:
+def _measure(build: EmbedderBuilder, modes: tuple[str, ...], forced: str | None) -> tuple[Embedder, Choice]:
     """Build every candidate mode, choose each one's kernels, time them on the probe and keep the winner."""
     embedders = {mode: build(mode) for mode in modes}
     probe = _probe(next(iter(embedders.values())))
@@ -73,22 +73,27 @@ def _measure(build: _Builder, modes: tuple[str, ...], forced: str | None) -> tup
     return embedders[mode], Choice(mode, kernels[mode], speeds, fidelity)
 
 
+def read_model(source: ModelSource, settings: Settings) -> tuple:
+    """The tokenizer and the fp32 model of a resolved directory."""
+    options = {"token": settings.hf_token, "trust_remote_code": settings.trust_remote_code}
+    tokenizer = AutoTokenizer.from_pretrained(source.path, **options)
+    return tokenizer, AutoModel.from_pretrained(source.path, dtype=torch.float32, **options).eval()
+
+
 def load_embedder(source: ModelSource, settings: Settings, quantize: str = "fp32") -> Embedder:
     """Load a model from a resolved directory in the mode a QUANTIZE value asks for (true: measured fastest)."""
     started = time.perf_counter()
-    options = {"token": settings.hf_token, "trust_remote_code": settings.trust_remote_code}
-    tokenizer = AutoTokenizer.from_pretrained(source.path, **options)
-    model = AutoModel.from_pretrained(source.path, dtype=torch.float32, **options).eval()
+    tokenizer, model = read_model(source, settings)
     modes, forced = candidates(quantize)
     cache = ChoiceCache(settings.kernel_cache_dir)
     with cache.locked():
         key = cache_key(quantize, str(source.path), model.config.to_dict(), settings.batch_tokens)
         choice = cache.get(key)
         if choice is not None and choice.mode in modes:
-            embedder = _Builder(source, settings, tokenizer, model, copies=False)(choice.mode)
+            embedder = EmbedderBuilder(source, settings, tokenizer, model, copies=False)(choice.mode)
             use_kernels(embedder.linears(), choice.kernels)
         else:
-            embedder, choice = _measure(_Builder(source, settings, tokenizer, model, len(modes) > 1), modes, forced)
+            embedder, choice = _measure(EmbedderBuilder(source, settings, tokenizer, model, len(modes) > 1), modes, forced)
             cache.put(key, choice)
         embedder.embed([embedder.tokenize(["warm up"])[0]])  # first forward pays one-off kernel set-up
     embedder.choice = choice

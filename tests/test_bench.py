@@ -102,3 +102,25 @@ def test_server_rows_show_padding_and_real_tokens_per_core_against_the_roofline(
 def test_configs_name_workers_and_threads_or_auto():
     assert parse_config("2x1") == (2, 1)
     assert parse_config("2xauto") == (2, None)
+
+
+@pytest.mark.parametrize("flags, expected", [
+    ({"avx2", "fma"}, "avx2; no avx512, vnni, bf16, amx"),  # AMD Zen 3
+    ({"avx2", "avx512f", "avx512_vnni", "avx512_bf16"}, "avx2 avx512 vnni bf16; no amx"),  # AMD Zen 4 and 5
+    ({"avx2", "avx512f", "avx512_vnni", "amx_tile", "amx_bf16"}, "avx2 avx512 vnni bf16 amx"),  # Sapphire Rapids
+])
+def test_the_benchmark_names_the_cpus_instruction_sets(flags, expected):
+    from bench.report import isa
+
+    assert isa(flags) == expected
+
+
+def test_the_choice_benchmark_sets_the_pick_beside_every_variant():
+    from bench.choice import run
+    from embedding_app.modes import FAITHFUL_MODES
+
+    report = run(threads=1, rounds=1, requests=1)
+    assert "| chosen (QUANTIZE=true) |" in report and "chosen: " in report
+    for mode in FAITHFUL_MODES:
+        assert f"| {mode}, F.linear |" in report  # every faithful mode has at least its F.linear variant
+    assert "| 1.000 |" in report  # the fastest one, against which the others are given

@@ -1,0 +1,83 @@
+"""Is the load-time choice right on this CPU? QUANTIZE=true's pick against every faithful mode x kernel, side by side.
+
+    python -m bench.choice [--threads 1] [--rounds 3] [--requests 12]
+
+Each variant is the default model loaded in one faithful mode with every matrix multiplication forced onto one
+kernel (pre-packed oneDNN or F.linear); all run the same requests of 32 mixed real texts, alternating, best of
+rounds. The chosen configuration should be within a few per cent of the fastest.
+"""
+
+from __future__ import annotations
+
+import argparse
+import random
+import time
+
+from .report import load_average, machine, table
+
+TEXTS_PER_REQUEST = 32
+
+
+def _variants(source, modes: tuple[str, ...]) -> dict[str, object]:
+    """Every faithful mode with all-oneDNN and all-F.linear matrix multiplications (when it has the choice)."""
+    from embedding_app.kernel_choice import use_kernels
+    from embedding_app.loader import EmbedderBuilder, read_model
+    from embedding_app.settings import Settings
+
+    settings = Settings()
+    build = EmbedderBuilder(source, settings, *read_model(source, settings), copies=True)
+    variants = {}
+    for mode in modes:
+        for kernel in ("onednn", "F.linear"):
+            embedder = build(mode)  # every layer that oneDNN can pre-pack here is pre-packed: nothing chosen yet
+            if kernel == "onednn" and any(layer.packed is None for layer in embedder.linears()):
+                continue  # oneDNN cannot pre-pack this mode on this CPU
+            use_kernels(embedder.linears(), {layer.shape: kernel for layer in embedder.linears()})
+            variants[f"{mode}, {kernel}"] = embedder
+    return variants
+
+
+def run(threads: int, rounds: int, requests: int) -> str:
+    """Markdown: the chosen mode and kernels, then every variant's real tokens/s against the fastest."""
+    import torch
+
+    from embedding_app.loader import load_embedder
+    from embedding_app.model_source import resolve_model
+    from embedding_app.modes import FAITHFUL_MODES
+    from embedding_app.settings import Settings
+    from harness.workload import load_texts
+
+    torch.set_num_threads(threads)
+    source = resolve_model("", None)
+    chosen = load_embedder(source, Settings(kernel_cache_dir=""), "true")
+    rng = random.Random(0)
+    texts = load_texts()
+    batches = [chosen.finish(chosen.tokenize(rng.sample(texts, TEXTS_PER_REQUEST)), True) for _ in range(requests)]
+    tokens = sum(len(ids) for batch in batches for ids in batch)
+    variants = {"chosen (QUANTIZE=true)": chosen, **_variants(source, FAITHFUL_MODES)}
+    best = dict.fromkeys(variants, float("inf"))
+    for _ in range(rounds):
+        for name, embedder in variants.items():
+            started = time.perf_counter()
+            for batch in batches:
+                embedder.embed(batch)
+            best[name] = min(best[name], time.perf_counter() - started)
+    fastest = min(best.values())
+    rows = [[name, round(tokens / seconds), f"{fastest / seconds:.3f}"] for name, seconds in best.items()]
+    kernels = ", ".join(f"{shape}: {kernel}" for shape, kernel in chosen.choice.kernels.items())
+    return (f"{machine()}; load {load_average()}; {threads} thread(s), {requests} requests x {TEXTS_PER_REQUEST} "
+            f"texts ({tokens} real tokens), best of {rounds}\n\nchosen: {chosen.info.mode} ({kernels})\n\n"
+            + table(["variant", "real tokens/s", "of the fastest"], rows))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--requests", type=int, default=12)
+    args = parser.parse_args()
+    print(run(args.threads, args.rounds, args.requests))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,140 @@
+"""Kernels and QUANTIZE=true's mode chosen by measurement at load: the choice follows the timings, stays faithful,
+is cached per CPU, and is reported by the log, /health, /v1/models and /metrics."""
+
+from __future__ import annotations
+
+import json
+import time
+
+import pytest
+import requests
+import torch
+from torch import nn
+
+from embedding_app import kernel_choice, loader
+from embedding_app.choice_cache import ChoiceCache, cache_key
+from embedding_app.kernel_choice import Choice, choose_kernels, pick
+from embedding_app.linear import linear
+from embedding_app.modes import FAITHFUL_MODES
+from embedding_app.settings import Settings
+from harness.server import GunicornServer
+
+from .test_metrics import scrape
+
+
+def fake_times(winner: str):
+    """A best_times that times nothing and reports `winner` (a kernel or mode name) as the fastest."""
+    return lambda calls, rounds=0: {name: 1.0 if name == winner else 2.0 for name in calls}
+
+
+def layers() -> list:
+    torch.manual_seed(0)
+    return [linear(nn.Linear(64, 96), "none"), linear(nn.Linear(64, 96), "none"), linear(nn.Linear(96, 64))]
+
+
+@pytest.mark.skipif(not torch.backends.mkldnn.is_available(), reason="torch built without oneDNN")
+@pytest.mark.parametrize("winner", ["onednn", "F.linear"])
+def test_each_shape_keeps_the_kernel_measured_faster(monkeypatch, winner):
+    monkeypatch.setattr(kernel_choice, "best_times", fake_times(winner))
+    chosen = layers()
+    kernels = choose_kernels(chosen, rows=32)
+    assert kernels == {"float32 64x96 +gelu": winner, "float32 96x64": winner}
+    assert all((layer.packed is not None) == (winner == "onednn") for layer in chosen)
+    states = torch.randn(5, 64)
+    with torch.inference_mode():  # whichever kernel runs, the layer computes the same thing
+        assert torch.allclose(chosen[0](states), chosen[0].reference(states), atol=1e-5)
+
+
+def test_the_fastest_faithful_mode_wins():
+    speeds = {"fp32": 100.0, "bf16": 180.0, "fast-but-wrong": 400.0}
+    fidelity = {"fp32": 1.0, "bf16": 0.9999, "fast-but-wrong": 0.95}
+    assert pick(speeds, fidelity, forced=None) == "bf16"
+    assert pick(speeds, {**fidelity, "bf16": 0.99}, forced=None) == "fp32"
+    assert pick(speeds, fidelity, forced="fast-but-wrong") == "fast-but-wrong"  # an operator's explicit choice
+
+
+def test_a_slow_candidate_is_not_timed_again():
+    calls = {"fast": 0, "slow": 0}
+
+    def call(name, seconds):
+        def run():
+            calls[name] += 1
+            time.sleep(seconds)
+        return run
+
+    times = kernel_choice.best_times({"fast": call("fast", 0.001), "slow": call("slow", 0.05)}, rounds=3)
+    assert calls == {"fast": 4, "slow": 1} and times["slow"] > times["fast"]
+
+
+@pytest.mark.parametrize("winner", FAITHFUL_MODES)
+def test_true_serves_the_mode_measured_fastest(monkeypatch, tiny_source, winner):
+    monkeypatch.setattr(kernel_choice, "best_times", fake_times(winner))
+    embedder = loader.load_embedder(tiny_source, Settings(kernel_cache_dir=""), "true")
+    assert embedder.info.mode == winner == embedder.choice.mode
+    assert set(embedder.choice.tokens_per_second) == set(FAITHFUL_MODES)
+    assert embedder.choice.min_cosine["fp32"] == 1.0
+
+
+def test_a_later_load_reads_the_cached_choice_without_measuring(monkeypatch, tiny_source, tmp_path):
+    first = loader.load_embedder(tiny_source, Settings(kernel_cache_dir=str(tmp_path)), "true")
+    assert not first.choice.cached
+
+    def no_measuring(*args, **kwargs):
+        raise AssertionError("measured again")
+
+    monkeypatch.setattr(loader, "_measure", no_measuring)
+    again = loader.load_embedder(tiny_source, Settings(kernel_cache_dir=str(tmp_path)), "true")
+    assert again.choice.cached and again.info.mode == first.info.mode
+    assert again.choice.kernels == first.choice.kernels
+    assert [layer.packed is None for layer in again.linears()] == [layer.packed is None for layer in first.linears()]
+
+
+def test_the_cache_key_changes_with_what_changes_the_kernels(monkeypatch):
+    base = cache_key("true", "model")
+    assert cache_key("true", "model") == base
+    assert cache_key("false", "model") != base and cache_key("true", "other model") != base
+    monkeypatch.setenv("ONEDNN_MAX_CPU_ISA", "AVX2")  # oneDNN then runs other kernels
+    assert cache_key("true", "model") != base
+
+
+def test_an_unusable_cache_directory_only_costs_a_probe(tiny_source, tmp_path, caplog):
+    blocker = tmp_path / "a-file"
+    blocker.write_text("")
+    embedder = loader.load_embedder(tiny_source, Settings(kernel_cache_dir=str(blocker / "cache")), "true")
+    assert embedder.info.mode in FAITHFUL_MODES and not embedder.choice.cached
+    assert "not cached" in caplog.text
+
+
+def test_a_corrupt_cache_file_is_ignored(tmp_path):
+    (tmp_path / "kernel-choices.json").write_text("{not json")
+    cache = ChoiceCache(str(tmp_path))
+    assert cache.get("key") is None
+    cache.put("key", Choice("fp32", {"float32 4x4": "F.linear"}))
+    assert cache.get("key") == Choice("fp32", {"float32 4x4": "F.linear"}, cached=True)
+    assert json.loads((tmp_path / "kernel-choices.json").read_text())["key"]["mode"] == "fp32"
+
+
+@pytest.fixture(scope="module")
+def measured_server(output_dir, tiny_model_dir, tmp_path_factory):
+    """Two workers on the tiny model with QUANTIZE=true and an empty choice cache: the first one probes."""
+    cache = tmp_path_factory.mktemp("kernel-cache")
+    with GunicornServer(output_dir / "gunicorn-kernel-choice.log", workers=2, MODEL_NAME=str(tiny_model_dir),
+                        QUANTIZE="true", KERNEL_CACHE_DIR=str(cache)) as server:
+        yield server
+
+
+def test_the_server_reports_the_measured_choice_everywhere(measured_server):
+    health = requests.get(f"{measured_server.url}/health", timeout=10).json()
+    compute = health["models"][0]["compute"]
+    assert compute["mode"] == health["mode"] in FAITHFUL_MODES
+    assert set(compute["probe"]) == set(FAITHFUL_MODES)
+    assert compute["probe"][compute["mode"]]["min_cosine"] >= kernel_choice.MIN_COSINE
+    card = requests.get(f"{measured_server.url}/v1/models", timeout=10).json()["data"][0]
+    assert card["compute"]["mode"] == compute["mode"] and card["compute"]["kernels"] == compute["kernels"]
+    samples = scrape(measured_server.url)
+    modes = [dict(labels) for (name, labels), value in samples.items() if name == "embedding_model_mode" and value]
+    assert {labels["mode"] for labels in modes} == {compute["mode"]} and len(modes) == 2  # one per worker
+    assert any(name == "embedding_probe_tokens_per_second" for name, _ in samples)
+    log = measured_server.log()
+    assert f"QUANTIZE=true -> {compute['mode']} (probe: " in log  # the first worker measured
+    assert f"QUANTIZE=true -> {compute['mode']} (cached probe: " in log  # the second read its figures
