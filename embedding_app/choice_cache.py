@@ -109,7 +109,7 @@ class ChoiceCache:
         entries[key] = {name: value for name, value in asdict(choice).items() if name != "cached"}
         try:
             with tempfile.NamedTemporaryFile("w", dir=self.directory, delete=False, suffix=".tmp") as out:
-                json.dump(entries, out, indent=1, sort_keys=True)
+                json.dump(entries, out, indent=1)
             os.replace(out.name, self.path)
         except OSError as exc:
             log.warning("pid %d: cannot write %s (%s)", os.getpid(), self.path, exc)

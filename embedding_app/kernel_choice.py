@@ -19,7 +19,7 @@ import torch
 log = logging.getLogger(__name__)
 PROBE_TEXTS = (Path(__file__).parent / "data" / "probe.txt").read_text(encoding="utf-8").splitlines()
 ROUNDS = 4
-# A candidate whose first call takes this many times the fastest first call is not timed further.
+# A candidate whose first timed call takes this many times the fastest one's is not timed further.
 CUTOFF = 3.0
 # Faithful means every probe text's vector keeps at least this cosine to fp32's (the tests hold modes to it).
 MIN_COSINE = 0.999
@@ -46,7 +46,9 @@ class Choice:
 
 def best_times(calls: dict[str, Callable[[], object]], rounds: int = ROUNDS) -> dict[str, float]:
     """Best seconds of each call, alternating between them so that machine noise hits all alike."""
-    first = {name: _seconds(call) for name, call in calls.items()}  # warm-up: one-off kernel set-up
+    for call in calls.values():  # one-off set-up (oneDNN primitives, MKL buffers) is not a kernel's speed
+        call()
+    first = {name: _seconds(call) for name, call in calls.items()}
     fastest = min(first.values())
     best = {name: seconds for name, seconds in first.items() if seconds > CUTOFF * fastest}
     timed = {name: call for name, call in calls.items() if name not in best}
