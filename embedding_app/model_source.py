@@ -14,6 +14,8 @@ from pathlib import Path
 log = logging.getLogger(__name__)
 DEFAULT_MODEL_ID = "all-MiniLM-L6-v2"
 DEFAULT_HUB_ID = "sentence-transformers/all-MiniLM-L6-v2"
+# The packaged model's own names load the packaged copy (the same files): no download, and it works offline.
+PACKAGED_NAMES = (DEFAULT_MODEL_ID, DEFAULT_HUB_ID)
 # What a model directory needs; the rest of a Hub repo (onnx, openvino, other formats) is skipped.
 HUB_FILES = ["*.json", "*.safetensors", "*.txt", "*.model", "tokenizer*", "1_Pooling/*", "*.py"]
 
@@ -98,7 +100,7 @@ def served_name_for(model_name: str) -> str:
 
 def hub_id_of(model_name: str, directory: Path) -> str | None:
     """The Hub id a model is known by: the packaged default's, a Hub id as given, or a Hub cache snapshot's."""
-    if not model_name:
+    if not model_name or (model_name in PACKAGED_NAMES and not Path(model_name).is_dir()):
         return DEFAULT_HUB_ID
     if not Path(model_name).is_dir():
         return model_name
@@ -130,7 +132,7 @@ def _prompts(spec: ModelSpec, directory: Path) -> tuple[dict[str, str], str | No
 
 def locate_model(model_name: str, token: str | None, target: Path | None = None) -> Path:
     """The directory of a model name: empty = the packaged default, a local directory, or a Hub id downloaded."""
-    if not model_name:
+    if not model_name or (model_name in PACKAGED_NAMES and not Path(model_name).is_dir()):
         return default_model_dir()
     if Path(model_name).is_dir():
         return Path(model_name)

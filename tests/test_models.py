@@ -74,6 +74,13 @@ def test_a_renamed_packaged_model_answers_to_both_hub_names():
     assert resolve_model(ModelSpec("mini", ""), None).aliases == (DEFAULT_HUB_ID, DEFAULT_MODEL_ID)
 
 
+@pytest.mark.parametrize("name", [DEFAULT_HUB_ID, DEFAULT_MODEL_ID])
+def test_the_packaged_models_own_names_load_the_packaged_copy_offline(name, minilm_dir):
+    source = resolve_model(name, None)  # HF_HUB_OFFLINE=1: a download would fail
+    assert source.path == minilm_dir.resolve() and source.served_name == name
+    assert set(source.aliases) | {name} == {DEFAULT_HUB_ID, DEFAULT_MODEL_ID}
+
+
 def test_a_hub_cache_snapshot_answers_to_its_hub_id_and_short_name(hub_cache):
     snapshot = hub_cache / "hub" / "models--test-org--tiny-bert" / "snapshots" / HUB_REVISION
     assert resolve_model(ModelSpec("tiny", str(snapshot)), None).aliases == ("test-org/tiny-bert", "tiny-bert")
