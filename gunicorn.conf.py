@@ -12,7 +12,14 @@ import time
 
 from embedding_app.model_source import ModelSourceError, resolve_models
 from embedding_app.settings import SettingsError, get_settings
-from embedding_app.thread_budget import assign_slot, attach, create_board, free_slot
+from embedding_app.thread_budget import (
+    assign_slot,
+    attach,
+    available_cores,
+    create_board,
+    free_slot,
+    oversubscription,
+)
 
 try:
     settings = get_settings()
@@ -86,6 +93,9 @@ def on_starting(server):
     for source in server.model_sources:
         server.log.info("model %s from %s%s", source.served_name, source.path,
                         f" (also answers to {', '.join(source.aliases)})" if source.aliases else "")
+    crowded = oversubscription(settings.workers, settings.threads_per_worker, available_cores())
+    if crowded:
+        server.log.warning("%s", crowded)
     keys = len(settings.api_keys)
     server.log.info("API key %s; CORS %s", f"required ({keys} configured)" if keys else "not required",
                     ", ".join(settings.cors_allow_origins) or "off")

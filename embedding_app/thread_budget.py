@@ -30,6 +30,20 @@ def available_cores(cpu_max: str = "/sys/fs/cgroup/cpu.max") -> int:
         return cores
 
 
+def oversubscription(workers: int, threads: int | None, cores: int) -> str | None:
+    """A start-up warning when the workers' torch threads would outnumber the cores, else None."""
+    if threads is None:  # auto: a busy worker takes cores // busy workers, at least 1
+        if workers <= cores:
+            return None
+        return (f"EMBEDDING_SERVER_WORKERS={workers} on {cores} core(s): with every worker busy, {workers} torch "
+                "threads share the cores; more workers than cores add memory and queueing, not throughput")
+    if workers * threads <= cores:
+        return None
+    return (f"EMBEDDING_SERVER_WORKERS={workers} x EMBEDDING_SERVER_THREADS_PER_WORKER={threads} = "
+            f"{workers * threads} torch threads on {cores} core(s): busy workers will contend for the cores "
+            "(measured 0.30-0.45x on busy cores, BENCHMARKS.md); use auto, or workers x threads <= cores")
+
+
 def create_board(workers: int) -> mmap.mmap:
     """A zeroed shared board with room for twice the workers (rolling reloads and TTIN add workers for a while)."""
     return mmap.mmap(-1, 2 * workers + 1)  # anonymous and MAP_SHARED: forked workers write to the same page

@@ -122,3 +122,21 @@ def test_auto_workers_wait_briefly_then_sleep_unless_the_operator_chose():
     assert openmp_waits(None, {"OMP_WAIT_POLICY": "ACTIVE"}) == {}  # an operator's own choice is kept whole
     assert openmp_waits(None, {"GOMP_SPINCOUNT": "0"}) == {}
     assert openmp_waits(2, {}) == {}  # fixed threads: the runtime's defaults, as before
+
+
+@pytest.mark.parametrize("workers, threads, cores, warned", [
+    (2, None, 2, False), (2, 1, 2, False), (1, 2, 2, False), (4, 2, 8, False),
+    (3, 2, 2, True), (2, 2, 2, True), (3, None, 2, True)])
+def test_workers_times_threads_over_the_cores_is_warned_about(workers, threads, cores, warned):
+    from embedding_app.thread_budget import oversubscription
+
+    message = oversubscription(workers, threads, cores)
+    assert (message is not None) == warned
+    if warned:
+        assert f"EMBEDDING_SERVER_WORKERS={workers}" in message and f"{cores} core(s)" in message
+
+
+def test_the_server_warns_at_start_up_when_threads_outnumber_the_cores(output_dir, tiny_model_dir):
+    with GunicornServer(output_dir / "gunicorn-oversubscribed.log", workers=1, MODEL_NAME=str(tiny_model_dir),
+                        EMBEDDING_SERVER_THREADS_PER_WORKER=str(CORES + 1)) as server:
+        assert f"EMBEDDING_SERVER_THREADS_PER_WORKER={CORES + 1} = {CORES + 1} torch threads" in server.log()
