@@ -20,6 +20,19 @@ HUB_REVISION = "0123456789abcdef0123456789abcdef01234567"
 PROMPTS = {"query": "query: ", "passage": "passage: "}
 
 
+# Modules that need more than Python: podman + docker-compose as root (containers), Debian's chromium (browser).
+# Marked here, by module, so that `-m "not containers and not browser"` is a quick run on any machine.
+SLOW_MODULES = {"test_container": "containers", "test_proxy": "containers", "test_docs_browser": "browser"}
+
+
+def pytest_collection_modifyitems(items) -> None:
+    """Mark the tests of SLOW_MODULES with their marker."""
+    for item in items:
+        marker = SLOW_MODULES.get(item.module.__name__.rsplit(".", 1)[-1])
+        if marker:
+            item.add_marker(getattr(pytest.mark, marker))
+
+
 @pytest.fixture(scope="session")
 def texts() -> list[str]:
     """Real texts of mixed length, some longer than all-MiniLM-L6-v2's 256-token limit."""
