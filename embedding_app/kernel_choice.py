@@ -73,14 +73,18 @@ def choose_kernels(layers: list, rows: int) -> dict[str, str]:
             groups.setdefault(layer.shape, []).append(layer)
     kernels = {}
     for shape, same in groups.items():
-        sample = same[0]
-        states = torch.randn(rows, sample.weight.shape[1], generator=torch.Generator().manual_seed(0))
-        states = states.to(sample.weight.dtype)
-        with torch.inference_mode():
-            times = best_times({"onednn": lambda: sample(states), "F.linear": lambda: sample.reference(states)})
+        times = _kernel_times(same[0], rows)
         kernels[shape] = min(times, key=times.get)
         use_kernels(same, kernels)
     return kernels
+
+
+def _kernel_times(layer, rows: int) -> dict[str, float]:
+    """Best seconds of the layer's pre-packed oneDNN and F.linear kernels on a rows x in_features input."""
+    states = torch.randn(rows, layer.weight.shape[1], generator=torch.Generator().manual_seed(0))
+    states = states.to(layer.weight.dtype)
+    with torch.inference_mode():
+        return best_times({"onednn": lambda: layer(states), "F.linear": lambda: layer.reference(states)})
 
 
 def use_kernels(layers: list, kernels: dict[str, str]) -> None:

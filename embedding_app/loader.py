@@ -12,7 +12,14 @@ from transformers import AutoModel, AutoTokenizer
 from . import metrics
 from .choice_cache import ChoiceCache, cache_key
 from .embedder import Embedder, ModelInfo
-from .kernel_choice import Choice, choose_kernels, measure_modes, pick, use_kernels
+from .kernel_choice import (
+    PROBE_TEXTS,
+    Choice,
+    choose_kernels,
+    measure_modes,
+    pick,
+    use_kernels,
+)
 from .model_source import ModelSource
 from .modes import UNFAITHFUL_MODES
 from .quantize import apply_mode, candidates
@@ -57,8 +64,6 @@ class EmbedderBuilder:
 
 def _probe(embedder: Embedder) -> list[list[int]]:
     """The probe texts as this model's finished token sequences (truncated to its maximum)."""
-    from .kernel_choice import PROBE_TEXTS
-
     return embedder.finish(embedder.tokenize(PROBE_TEXTS), truncate=True)
 
 
