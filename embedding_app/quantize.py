@@ -10,6 +10,7 @@ import torch
 from torch import nn
 
 from .modes import FAITHFUL_MODES
+
 NATIVE_BF16_FLAGS = ("avx512_bf16", "amx_bf16", "bf16")  # x86 AVX512-BF16 / AMX, Arm BF16
 
 
