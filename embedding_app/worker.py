@@ -10,6 +10,10 @@ from .errors import HTTP_CODES, error_body
 
 def write_json_error(sock, status: int, reason: str, message: str) -> None:
     """Send an OpenAI-shaped error and close, where gunicorn would send an HTML page."""
+    if status == 501:
+        # gunicorn answers 501 only for a Transfer-Encoding it does not know (`xchunked`): a malformed
+        # request, the client's fault, so a 4xx that clients do not retry, as nginx answers it.
+        status, reason = 400, "Bad Request"
     body = error_body(status, message or reason, code=HTTP_CODES.get(status))
     head = (f"HTTP/1.1 {status} {reason}\r\nConnection: close\r\nContent-Type: application/json\r\n"
             f"Content-Length: {len(body)}\r\n\r\n")
