@@ -11,7 +11,7 @@ import tempfile
 import time
 
 from embedding_app.model_source import ModelSourceError, resolve_models
-from embedding_app.settings import SettingsError, get_settings
+from embedding_app.settings import SettingsError, get_settings, settings_warnings
 from embedding_app.thread_budget import assign_slot, attach, create_board, free_slot
 
 try:
@@ -86,6 +86,8 @@ def on_starting(server):
     for source in server.model_sources:
         server.log.info("model %s from %s%s", source.served_name, source.path,
                         f" (also answers to {', '.join(source.aliases)})" if source.aliases else "")
+    for warning in settings_warnings():
+        server.log.warning("configuration: %s", warning)
     keys = len(settings.api_keys)
     server.log.info("API key %s; CORS %s", f"required ({keys} configured)" if keys else "not required",
                     ", ".join(settings.cors_allow_origins) or "off")

@@ -88,6 +88,54 @@ def test_env_file_that_does_not_parse_stops_the_server_naming_the_line(tmp_path)
     assert "Traceback" not in result.stderr
 
 
+@pytest.mark.parametrize("text, words", [
+    ("API_KEY=sk-secret\nLOG_LEVEL=info\nAPI_KEY=\n", ["line 3: API_KEY is set a second time"]),
+    ("API_KEY=${UNDEFINED_SECRET}\n", ["line 1: API_KEY refers to ${UNDEFINED_SECRET}"]),
+    ("api_key=sk-secret\n", ["did you mean API_KEY?"]),
+    ("MODEL_PROMPTS=" + "[" * 100_000 + "\n", ["MODEL_PROMPTS is nested too deeply"]),
+], ids=["key-twice", "unresolved", "lower-case", "deep-prompts"])
+def test_env_file_that_would_drop_the_key_stops_the_server(tmp_path, text, words):
+    env_file = tmp_path / "keyed.env"
+    env_file.write_text(text)
+    result, seconds = run_gunicorn(ENV_FILE=str(env_file))
+    assert result.returncode != 0 and seconds < 30
+    for word in words:
+        assert word in result.stderr
+    assert "Traceback" not in result.stderr and "sk-secret" not in result.stderr + result.stdout
+
+
+def test_env_file_in_utf16_stops_the_server_naming_the_file(tmp_path):
+    env_file = tmp_path / "utf16.env"
+    env_file.write_text("EMBEDDING_SERVER_WORKERS=1\n", encoding="utf-16")
+    result, _ = run_gunicorn(ENV_FILE=str(env_file))
+    assert result.returncode != 0
+    assert f"configuration error: {env_file} is not UTF-8 text" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_empty_environment_key_over_a_keyed_env_file_stops_the_server(tmp_path):
+    env_file = tmp_path / "keyed.env"
+    env_file.write_text("API_KEY=sk-secret\n")
+    result, _ = run_gunicorn(ENV_FILE=str(env_file), API_KEY="")
+    assert result.returncode != 0 and "API_KEY is empty in the environment" in result.stderr
+
+
+def test_key_file_and_misspelt_settings_are_reported_at_start(tiny_model_dir, tmp_path, output_dir):
+    import requests
+
+    from harness.server import GunicornServer
+
+    key_file = tmp_path / "api_key"
+    key_file.write_text("sk-from-a-file\n")
+    with GunicornServer(output_dir / "gunicorn-key-file.log", workers=1, MODEL_NAME=str(tiny_model_dir),
+                        API_KEY_FILE=str(key_file), QUANTISE="int8") as server:
+        refused = requests.get(f"{server.url}/v1/models", timeout=10)
+        allowed = requests.get(f"{server.url}/v1/models", headers={"Authorization": "Bearer sk-from-a-file"}, timeout=10)
+        log = server.log()
+    assert (refused.status_code, allowed.status_code) == (401, 200)
+    assert "API key required (1 configured)" in log and "sk-from-a-file" not in log
+    assert "configuration: the environment variable QUANTISE is not a setting: did you mean QUANTIZE?" in log
+
+
 def test_missing_env_file_stops_the_server(tmp_path):
     result, _ = run_gunicorn(ENV_FILE=str(tmp_path / "nowhere.env"))
     assert result.returncode != 0 and "ENV_FILE" in result.stderr and "nowhere.env" in result.stderr
