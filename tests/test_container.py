@@ -82,6 +82,22 @@ def test_every_server_setting_can_come_from_the_shell(compose):
     assert read - {"EMBEDDING_SERVER_HOST", "EMBEDDING_SERVER_PORT"} <= passed, "add them to x-settings"
 
 
+def test_compose_cuts_an_unquoted_dollar_so_the_server_refuses_it(compose, tmp_path):
+    from embedding_app.settings import SettingsError, load_settings
+
+    shutil.copy(ROOT / "docker-compose.yml", tmp_path)
+    env_file = tmp_path / ".env"
+    env_file.write_text("API_KEY='Xq7$kP9zL2'\nHF_TOKEN=hf_ab$cd\n")
+    services = json.loads(compose("config", "--format", "json", files=["-f", str(tmp_path / "docker-compose.yml")]))
+    environment = services["services"]["embedding"]["environment"]
+    assert environment["API_KEY"].replace("$$", "$") == "Xq7$kP9zL2"  # single quotes: literal (config writes $ as $$)
+    assert environment["HF_TOKEN"] == "hf_ab"  # unquoted: $cd is read as an unset variable
+    with pytest.raises(SettingsError, match="line 2: the value of HF_TOKEN holds a '\\$'"):
+        load_settings({}, str(env_file))
+    env_file.write_text("API_KEY='Xq7$kP9zL2'\n")
+    assert load_settings({}, str(env_file)).settings.api_keys == ("Xq7$kP9zL2",)
+
+
 def test_only_the_proxy_is_published(compose):
     services = compose_config(compose)
     assert "ports" not in services["embedding"]
