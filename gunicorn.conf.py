@@ -1,6 +1,7 @@
 """gunicorn settings, taken from embedding_app.settings (.env and the environment)."""
 
 import errno
+import glob
 import logging
 import os
 import shutil
@@ -71,6 +72,25 @@ def check_port_free(host: str, port: int) -> None:
                      f"{port}, EMBEDDING_SERVER_HOST={host}); stop the other server or choose another port")
 
 
+METRICS_PREFIX = "embedding-metrics-"
+
+
+def remove_dead_masters_metrics(parent: str | None) -> None:
+    """Delete the metrics directories of masters that are gone (the pid in the name), left by a kill -9."""
+    # on_exit removes a master's own directory, but a killed master runs no hook: each kill would leave one.
+    # A pid in use (by anyone: kill reports EPERM) keeps its directory; a reused pid only delays the removal.
+    for path in glob.glob(os.path.join(parent or tempfile.gettempdir(), f"{METRICS_PREFIX}*-*")):
+        pid = os.path.basename(path)[len(METRICS_PREFIX):].partition("-")[0]
+        if not pid.isdigit():
+            continue
+        try:
+            os.kill(int(pid), 0)
+        except ProcessLookupError:
+            shutil.rmtree(path, ignore_errors=True)
+        except OSError:
+            pass
+
+
 def on_starting(server):
     """Check the port, resolve (for a Hub id, download) every model once and make the metrics directory."""
     # Kept on the arbiter, not in this module: SIGHUP keeps the arbiter (and the cached settings), so
@@ -78,6 +98,7 @@ def on_starting(server):
     if not server.master_pid:  # a master started by USR2 inherits the bound socket
         check_port_free(settings.host, settings.port)
     os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+    remove_dead_masters_metrics(worker_tmp_dir)
     try:
         server.model_sources = resolve_models(settings.models, settings.hf_token)
     except ModelSourceError as exc:
@@ -93,7 +114,7 @@ def on_starting(server):
                     ", ".join(settings.cors_allow_origins) or "off")
     # Made last, so that no failure above leaves it behind; on tmpfs because every request writes to it.
     # Named after the master's pid so that each server's directory is recognisable.
-    server.metrics_dir = tempfile.mkdtemp(prefix=f"embedding-metrics-{os.getpid()}-", dir=worker_tmp_dir)
+    server.metrics_dir = tempfile.mkdtemp(prefix=f"{METRICS_PREFIX}{os.getpid()}-", dir=worker_tmp_dir)
     os.environ["PROMETHEUS_MULTIPROC_DIR"] = server.metrics_dir
     if settings.threads_per_worker is None:  # auto: the workers share the cores through this board
         server.thread_board = create_board(settings.workers)
