@@ -226,25 +226,27 @@ def _cache_dir(env: dict[str, str], key: str, default: str) -> str:
 
 
 def _keys(env: dict[str, str]) -> tuple[str, ...]:
-    """API keys from API_KEY or the file API_KEY_FILE names; a value that holds no key is a typo, never open access."""
-    if env.get("API_KEY", "").strip() and env.get("API_KEY_FILE", "").strip():
+    """API keys from API_KEY or the file API_KEY_FILE names; authentication is off only when both are absent."""
+    # Set but holding no key (empty, blanks, commas; in compose also an unset ${NAME}, which compose makes ""):
+    # a mistake to report, never a wish for open access.
+    for key in SECRET_KEYS:
+        if key in env and not env[key].replace(",", "").strip():
+            raise SettingsError(f"{key} is set but holds no key (empty, blanks or commas): write the key, or unset "
+                                f"{key} (remove the setting) to serve without authentication")
+    if "API_KEY" in env and "API_KEY_FILE" in env:
         raise SettingsError("API_KEY and API_KEY_FILE are both set: set one of them")
     path = env.get("API_KEY_FILE", "").strip()
-    if path:
-        try:
-            with open(path, encoding="utf-8") as stream:
-                raw = stream.read()
-        except (OSError, UnicodeDecodeError) as exc:
-            reason = exc.strerror if isinstance(exc, OSError) else "not UTF-8 text"
-            raise SettingsError(f"API_KEY_FILE={path!r} cannot be read: {reason}") from None
-        keys = tuple(key.strip() for key in re.split(r"[,\n]", raw) if key.strip())  # one key a line, or commas
-        if not keys:
-            raise SettingsError(f"API_KEY_FILE={path!r} holds no key: write one key (or one a line) into it")
-        return keys
-    keys = _list(env, "API_KEY")
-    if env.get("API_KEY") and not keys:
-        raise SettingsError("API_KEY is set but holds no key (only blanks or commas): write the key, "
-                            "or remove the setting to serve without authentication")
+    if not path:
+        return _list(env, "API_KEY")
+    try:
+        with open(path, encoding="utf-8") as stream:
+            raw = stream.read()
+    except (OSError, UnicodeDecodeError) as exc:
+        reason = exc.strerror if isinstance(exc, OSError) else "not UTF-8 text"
+        raise SettingsError(f"API_KEY_FILE={path!r} cannot be read: {reason}") from None
+    keys = tuple(key.strip() for key in re.split(r"[,\n]", raw) if key.strip())  # one key a line, or commas
+    if not keys:
+        raise SettingsError(f"API_KEY_FILE={path!r} holds no key: write one key (or one a line) into it")
     return keys
 
 
