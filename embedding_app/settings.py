@@ -316,13 +316,15 @@ def _resolve(where: str, key: str, binding: Binding, earlier: Mapping[str, str],
 
 
 def _bindings(path: str) -> list[Binding]:
-    """The parsed lines of a .env file; SettingsError for text that is not UTF-8."""
+    """The parsed lines of a .env file; SettingsError for a file that cannot be read or is not UTF-8."""
     try:
         with open(path, encoding="utf-8-sig") as stream:  # a UTF-8 byte order mark is harmless
             text = stream.read()
     except UnicodeDecodeError as exc:
         raise SettingsError(f"{path} is not UTF-8 text (byte {exc.start}): save it as UTF-8, "
                             "not UTF-16 or Latin-1") from None
+    except OSError as exc:
+        raise SettingsError(f"{path} cannot be read: {exc.strerror}") from None
     if "\0" in text:
         raise SettingsError(f"{path} holds NUL characters (UTF-16?): save it as UTF-8")
     return list(parse_stream(io.StringIO(text)))
