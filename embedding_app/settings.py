@@ -308,7 +308,8 @@ def _resolve(where: str, key: str, binding: Binding, earlier: Mapping[str, str],
                             f"(cutting the value there): put the value in single quotes, {key}='...', which compose "
                             "and this server both read literally")
     values = {**earlier, **environ}
-    for atom in atoms:
+    # A key the environment sets does not need its line's value (compose resolved it already, from the shell).
+    for atom in atoms if key not in environ else ():
         if isinstance(atom, Variable) and atom.default is None and atom.name not in values:
             raise SettingsError(f"{where}: {key} refers to ${{{atom.name}}}, which is set neither in the environment "
                                 f"nor earlier in the file: set {atom.name}, or give a default, ${{{atom.name}:-value}}")
@@ -351,7 +352,7 @@ def read_env_file(path: str, environ: Mapping[str, str]) -> tuple[dict[str, str]
             raise SettingsError(f"{where}: {key} has no '=': write {key}=value, or remove the line")
         lines[key] = line
         values[key] = _resolve(where, key, binding, values, environ)
-        if key in SECRET_KEYS and not values[key].strip():
+        if key in SECRET_KEYS and key not in environ and not values[key].strip():
             raise SettingsError(f"{where}: {key} is empty: write the key, or remove the line (or comment it out) "
                                 "to serve without authentication")
     return values, lines

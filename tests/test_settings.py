@@ -204,6 +204,18 @@ def test_env_file_values_resolve_like_compose(tmp_path, line, environ, keys):
     assert load_settings(environ, str(path)).settings.api_keys == keys
 
 
+def test_env_file_variables_need_resolving_only_where_the_environment_does_not_set_the_key(tmp_path):
+    # In the compose stack the server reads the same .env, but compose has resolved ${NAME} from the shell already.
+    path = tmp_path / ".env"
+    path.write_text("HF_TOKEN=${MY_HF_TOKEN}\nAPI_KEY=${MY_API_KEY}\n")
+    loaded = load_settings({"HF_TOKEN": "hf_resolved", "API_KEY": "sk-resolved"}, str(path))
+    assert (loaded.settings.hf_token, loaded.settings.api_keys) == ("hf_resolved", ("sk-resolved",))
+    with pytest.raises(SettingsError, match="API_KEY is set but holds no key"):  # compose made an unset one ""
+        load_settings({"HF_TOKEN": "hf_resolved", "API_KEY": ""}, str(path))
+    with pytest.raises(SettingsError, match="line 2: API_KEY refers to"):
+        load_settings({"HF_TOKEN": "hf_resolved"}, str(path))
+
+
 @pytest.mark.parametrize("blank", ["", " "])
 def test_empty_environment_value_does_not_blank_the_env_file_key(tmp_path, blank):
     path = tmp_path / ".env"
