@@ -277,12 +277,28 @@ def settings_from_env(env: dict[str, str]) -> Settings:
     )
 
 
-# Keys settings_from_env reads (kept beside it; tests check that this lists every one).
-KNOWN_KEYS = ("EMBEDDING_SERVER_HOST", "EMBEDDING_SERVER_PORT", "EMBEDDING_SERVER_WORKERS",
-              "EMBEDDING_SERVER_THREADS_PER_WORKER", "EMBEDDING_SERVER_TIMEOUT", "MODEL_NAME", "SERVED_MODEL_NAME",
-              "MODEL_ALIASES", "MODEL_PROMPTS", "QUANTIZE", "POOL_TYPE", "NORMALIZE", "HF_TOKEN", "TRUST_REMOTE_CODE",
-              "TRUNCATE", "MAX_INPUTS", "MAX_TOKENS_PER_INPUT", "MAX_TOKENS_PER_REQUEST", "MAX_REQUEST_BYTES",
-              "BATCH_TOKENS", "API_KEY", "API_KEY_FILE", "CORS_ALLOW_ORIGINS", "LOG_LEVEL", "KERNEL_CACHE_DIR")
+class _Reads(dict):
+    """An empty environment that records every key asked of it."""
+
+    def __init__(self):
+        super().__init__()
+        self.asked: set[str] = set()
+
+    def get(self, key, default=None):
+        self.asked.add(key)
+        return default
+
+    def __contains__(self, key):
+        self.asked.add(key)
+        return False
+
+
+@cache
+def known_keys() -> tuple[str, ...]:
+    """Every key settings_from_env reads: it reads each one even from an empty environment, so ask it."""
+    reads = _Reads()
+    settings_from_env(reads)
+    return tuple(sorted(reads.asked))
 
 
 def _line(binding: Binding) -> int:
@@ -360,7 +376,7 @@ def read_env_file(path: str, environ: Mapping[str, str]) -> tuple[dict[str, str]
 
 def _typo_of(key: str) -> str | None:
     """The known key that key most likely misspells (in any case), or None."""
-    known = KNOWN_KEYS + STACK_KEYS
+    known = known_keys() + STACK_KEYS
     if key.upper() in known:
         return key.upper()
     matches = difflib.get_close_matches(key.upper(), known, n=1, cutoff=TYPO_CUTOFF)
@@ -370,7 +386,7 @@ def _typo_of(key: str) -> str | None:
 def check_keys(path: str, lines: Mapping[str, int], environ: Mapping[str, str], keyed: bool) -> list[str]:
     """Warnings for keys nobody reads; SettingsError for a .env key, or a misspelt API key, that looks like a typo."""
     warnings = []
-    known = KNOWN_KEYS + STACK_KEYS
+    known = known_keys() + STACK_KEYS
     for key, line in lines.items():
         if key in known:
             continue
