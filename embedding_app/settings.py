@@ -424,8 +424,8 @@ def exposure_warnings(settings: Settings) -> list[str]:
         loopback = False
     if settings.api_keys or loopback:
         return []
-    return [f"no API key (API_KEY or API_KEY_FILE) while listening on {settings.host}, not a loopback address: "
-            f"anyone who reaches port {settings.port} can use the API"]
+    return [(f"no API key (API_KEY or API_KEY_FILE) while listening on {settings.host}, not a loopback address: "
+             f"anyone who reaches port {settings.port} can use the API")]
 
 
 def env_file() -> str:

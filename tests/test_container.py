@@ -111,8 +111,9 @@ def test_server_image_refuses_an_env_file_compose_would_cut(stack, tmp_path):
     # Not --rm: podman's Docker API then reports exit code 0 whatever the container returned.
     name = f"embedding-bad-env-file-{os.getpid()}"
     result = subprocess.run(["docker", "run", "--name", name, "-v", f"{env_file}:/app/.env:ro", "-e", "API_KEY=Xq7",
-                             "embedding-server:test"], env=stack.env, capture_output=True, text=True, timeout=120)
-    subprocess.run(["docker", "rm", "-f", name], env=stack.env, capture_output=True, timeout=60)
+                             "embedding-server:test"], env=stack.env, capture_output=True, text=True, timeout=120,
+                            check=False)
+    subprocess.run(["docker", "rm", "-f", name], env=stack.env, capture_output=True, timeout=60, check=False)
     assert result.returncode != 0, result
     assert "/app/.env, line 1: the value of API_KEY holds a '$'" in result.stderr and "kP9zL2" not in result.stderr
 

@@ -6,8 +6,14 @@ from pathlib import Path
 import pytest
 
 from embedding_app.model_source import DEFAULT_MODEL_ID, ModelSpec
-from embedding_app.settings import (Settings, SettingsError, exposure_warnings, load_settings,
-                                    read_env_file, settings_from_env)
+from embedding_app.settings import (
+    Settings,
+    SettingsError,
+    exposure_warnings,
+    load_settings,
+    read_env_file,
+    settings_from_env,
+)
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -251,7 +257,13 @@ def test_shipped_env_file_loads_without_a_word_and_without_a_key():
     loaded = load_settings({}, str(ROOT / ".env"))
     assert loaded.warnings == () and loaded.settings.api_keys == ()
     assert loaded.settings.host == "127.0.0.1" and Settings().host == "127.0.0.1"
-    assert not re.search(r"^\s*API_KEY\s*=", SHIPPED_ENV, re.M)
+    assert not re.search(r"^\s*API_KEY\s*=", SHIPPED_ENV, re.MULTILINE)
+
+
+def test_a_key_added_at_the_top_of_the_shipped_env_file_is_required(tmp_path):
+    path = tmp_path / ".env"
+    path.write_text("API_KEY=sk-secret\n" + SHIPPED_ENV)
+    assert load_settings({}, str(path)).settings.api_keys == ("sk-secret",)
 
 
 def test_known_keys_lists_every_key_settings_reads():
