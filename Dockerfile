@@ -7,6 +7,8 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1 \
     HF_HOME=/models/huggingface \
     HF_HUB_DISABLE_PROGRESS_BARS=1
+# A container is reached through its network interface; bare gunicorn listens on localhost only.
+ENV EMBEDDING_SERVER_HOST=0.0.0.0
 
 # A fixed uid so that volumes and Kubernetes' runAsUser can match it.
 RUN useradd --uid 10001 --create-home --shell /usr/sbin/nologin app \

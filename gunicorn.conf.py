@@ -1,6 +1,7 @@
 """gunicorn settings, taken from embedding_app.settings (.env and the environment)."""
 
 import errno
+import glob
 import logging
 import os
 import shutil
@@ -11,7 +12,7 @@ import tempfile
 import time
 
 from embedding_app.model_source import ModelSourceError, resolve_models
-from embedding_app.settings import SettingsError, get_settings
+from embedding_app.settings import SettingsError, get_settings, settings_warnings
 from embedding_app.thread_budget import (
     assign_slot,
     attach,
@@ -78,6 +79,25 @@ def check_port_free(host: str, port: int) -> None:
                      f"{port}, EMBEDDING_SERVER_HOST={host}); stop the other server or choose another port")
 
 
+METRICS_PREFIX = "embedding-metrics-"
+
+
+def remove_dead_masters_metrics(parent: str | None) -> None:
+    """Delete the metrics directories of masters that are gone (the pid in the name), left by a kill -9."""
+    # on_exit removes a master's own directory, but a killed master runs no hook: each kill would leave one.
+    # A pid in use (by anyone: kill reports EPERM) keeps its directory; a reused pid only delays the removal.
+    for path in glob.glob(os.path.join(parent or tempfile.gettempdir(), f"{METRICS_PREFIX}*-*")):
+        pid = os.path.basename(path)[len(METRICS_PREFIX):].partition("-")[0]
+        if not pid.isdigit():
+            continue
+        try:
+            os.kill(int(pid), 0)
+        except ProcessLookupError:
+            shutil.rmtree(path, ignore_errors=True)
+        except OSError:
+            pass
+
+
 def on_starting(server):
     """Check the port, resolve (for a Hub id, download) every model once and make the metrics directory."""
     # Kept on the arbiter, not in this module: SIGHUP keeps the arbiter (and the cached settings), so
@@ -85,6 +105,7 @@ def on_starting(server):
     if not server.master_pid:  # a master started by USR2 inherits the bound socket
         check_port_free(settings.host, settings.port)
     os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+    remove_dead_masters_metrics(worker_tmp_dir)
     try:
         server.model_sources = resolve_models(settings.models, settings.hf_token)
     except ModelSourceError as exc:
@@ -93,6 +114,8 @@ def on_starting(server):
     for source in server.model_sources:
         server.log.info("model %s from %s%s", source.served_name, source.path,
                         f" (also answers to {', '.join(source.aliases)})" if source.aliases else "")
+    for warning in settings_warnings():
+        server.log.warning("configuration: %s", warning)
     crowded = oversubscription(settings.workers, settings.threads_per_worker, available_cores())
     if crowded:
         server.log.warning("%s", crowded)
@@ -101,7 +124,7 @@ def on_starting(server):
                     ", ".join(settings.cors_allow_origins) or "off")
     # Made last, so that no failure above leaves it behind; on tmpfs because every request writes to it.
     # Named after the master's pid so that each server's directory is recognisable.
-    server.metrics_dir = tempfile.mkdtemp(prefix=f"embedding-metrics-{os.getpid()}-", dir=worker_tmp_dir)
+    server.metrics_dir = tempfile.mkdtemp(prefix=f"{METRICS_PREFIX}{os.getpid()}-", dir=worker_tmp_dir)
     os.environ["PROMETHEUS_MULTIPROC_DIR"] = server.metrics_dir
     if settings.threads_per_worker is None:  # auto: the workers share the cores through this board
         server.thread_board = create_board(settings.workers)

@@ -31,10 +31,7 @@ def create_app(settings: Settings | None = None) -> Flask:
     if settings.api_keys:
         require_api_key(app, settings.api_keys)
     if settings.cors_allow_origins:
-        from flask_cors import CORS
+        from .cors import enable_cors
 
-        # Browsers send Authorization and Content-Type on embeddings calls; the preflight must allow both.
-        # Scripts may read only exposed response headers: the truncation count is one they need.
-        CORS(app, origins=list(settings.cors_allow_origins), allow_headers=["Authorization", "Content-Type"],
-             expose_headers=[routes.TRUNCATED_HEADER], methods=["GET", "POST", "OPTIONS"], max_age=600)
+        enable_cors(app, settings.cors_allow_origins, expose_headers=[routes.TRUNCATED_HEADER])
     return app

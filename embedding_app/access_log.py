@@ -10,6 +10,15 @@ from gunicorn.glogging import Logger
 QUIET_PATHS = ("/health", "/metrics")
 
 
+def is_address(text: str) -> bool:
+    """Whether text is a plain IPv4 or IPv6 address: anything else in the header is not logged as the client."""
+    # The header is whatever the request carried: `1.2.3.4" "GET /admin` would forge a log line's fields.
+    try:
+        return getattr(ipaddress.ip_address(text), "scope_id", None) is None  # no %zone: free text after the %
+    except ValueError:
+        return False
+
+
 class QuietProbesLogger(Logger):
     """Logs the proxied client's address and leaves routine probes and scrapes out, so that real traffic stays readable."""
 
@@ -23,8 +32,8 @@ class QuietProbesLogger(Logger):
     def atoms(self, resp, req, environ, request_time):
         """gunicorn's log fields, with the client as the proxy saw it (X-Real-IP) when the peer is a trusted proxy."""
         atoms = super().atoms(resp, req, environ, request_time)
-        client = environ.get("HTTP_X_REAL_IP")
-        if client and self._trusted(environ.get("REMOTE_ADDR", "")):
+        client = environ.get("HTTP_X_REAL_IP", "")
+        if is_address(client) and self._trusted(environ.get("REMOTE_ADDR", "")):
             atoms["h"] = client
         return atoms
 

@@ -1,6 +1,10 @@
-"""gunicorn's sync worker, answering the HTTP errors gunicorn handles itself in the OpenAI JSON shape."""
+"""gunicorn's sync worker, answering the HTTP errors gunicorn handles itself in the OpenAI JSON shape, and
+stopping when the master dies."""
 
 from __future__ import annotations
+
+import ctypes
+import signal
 
 from gunicorn import util
 from gunicorn.workers.sync import SyncWorker
@@ -10,17 +14,35 @@ from .errors import HTTP_CODES, error_body
 
 def write_json_error(sock, status: int, reason: str, message: str) -> None:
     """Send an OpenAI-shaped error and close, where gunicorn would send an HTML page."""
+    if status == 501:
+        # gunicorn answers 501 only for a Transfer-Encoding it does not know (`xchunked`): a malformed
+        # request, the client's fault, so a 4xx that clients do not retry, as nginx answers it.
+        status, reason = 400, "Bad Request"
     body = error_body(status, message or reason, code=HTTP_CODES.get(status))
     head = (f"HTTP/1.1 {status} {reason}\r\nConnection: close\r\nContent-Type: application/json\r\n"
             f"Content-Length: {len(body)}\r\n\r\n")
     util.write_nonblock(sock, head.encode("latin-1") + body)
 
 
+PR_SET_PDEATHSIG = 1  # linux/prctl.h
+
+
+def exit_with_the_master() -> None:
+    """Ask Linux to send this process SIGTERM when its parent, the master, dies (kill -9 included)."""
+    # gunicorn notices a dead master only between requests, after up to EMBEDDING_SERVER_TIMEOUT / 2 s of
+    # waiting, and never while requests keep coming: meanwhile an orphan serves on. Elsewhere that check remains.
+    try:
+        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+    except (OSError, AttributeError):  # not Linux
+        pass
+
+
 class JsonErrorSyncWorker(SyncWorker):
     """A sync worker whose own errors (bad request line, 431, 414, bad framing) are JSON, not HTML."""
 
     def init_process(self) -> None:
-        """Route gunicorn's error pages through write_json_error, then run as a plain sync worker."""
+        """Stop with the master; route gunicorn's error pages through write_json_error; run as a plain sync worker."""
+        exit_with_the_master()  # a master already gone is caught by gunicorn's own check (ppid) in the loop
         # Worker.handle_error classifies the error, logs it and writes it through util.write_error: replacing
         # that one function in this process keeps gunicorn's status choices and logging, and only changes the body.
         util.write_error = write_json_error

@@ -36,3 +36,14 @@ def test_anyone_else_cannot_choose_the_logged_address(peer, allowed):
 
 def test_without_a_proxy_the_peer_is_logged():
     assert client_logged("127.0.0.1", None, "127.0.0.1") == "127.0.0.1"
+
+
+@pytest.mark.parametrize("forged", ['1.2.3.4" "GET /admin', "1.2.3.4 ", "fe80::1%eth0", "localhost", "",
+                                    "1.2.3.4, 5.6.7.8", "\u0661.2.3.4", "1.2.3.4\nGET /admin"])
+def test_a_header_that_is_not_an_address_is_not_logged_even_from_a_trusted_proxy(forged):
+    assert client_logged("127.0.0.1", forged, "127.0.0.1,::1") == "127.0.0.1"
+
+
+@pytest.mark.parametrize("address", ["203.0.113.7", "2001:db8::7", "::ffff:203.0.113.7"])
+def test_ipv4_and_ipv6_clients_are_logged_as_sent(address):
+    assert client_logged("::1", address, "127.0.0.1,::1") == address

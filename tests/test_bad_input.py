@@ -1,6 +1,7 @@
 """A matrix of bad requests over real HTTP against one gunicorn: each gets an OpenAI-shaped 4xx, no worker dies."""
 
 import json
+import time
 
 import pytest
 import requests
@@ -148,6 +149,27 @@ def check_openai_error(response: requests.Response, status: int, param: str | No
     assert error["message"] and "Traceback" not in error["message"]
     if param is not None:
         assert error["param"] == param
+
+
+MB = 8_000_000
+# (text, tokens the model sees, [CLS] and [SEP] included) for texts that are not prose, just under 8 MB of JSON.
+COSTLY_SHAPES = {
+    "spaces-between-words": ("hello" + " " * MB + "world", 4),
+    "sentence-then-newlines": ("The food was delicious." + "\n" * (MB // 2), 7),  # "\\n" in JSON: 2 bytes
+    "thai-without-spaces": ("สวัสดีครับ" * (MB // 30), 3),  # 3 bytes a character in UTF-8; one [UNK]
+    "one-giant-word": ("a" * MB, 3),
+}
+
+
+@pytest.mark.parametrize("text, prompt_tokens", COSTLY_SHAPES.values(), ids=COSTLY_SHAPES.keys())
+def test_costly_text_shapes_answer_fast_and_right(server, text, prompt_tokens):
+    data = json.dumps({"input": text, "model": "tiny"}, ensure_ascii=False).encode()
+    started = time.monotonic()
+    response = requests.post(f"{server.url}/v1/embeddings", data=data, headers=JSON, timeout=60)
+    seconds = time.monotonic() - started
+    assert response.status_code == 200, response.text[:300]
+    assert response.json()["usage"]["prompt_tokens"] == prompt_tokens
+    assert seconds < 1.5  # a safety bound, not a speed claim: before, 2-29 s
 
 
 def test_out_of_vocabulary_ids_name_the_langchain_flag(server):

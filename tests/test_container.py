@@ -82,6 +82,42 @@ def test_every_server_setting_can_come_from_the_shell(compose):
     assert read - {"EMBEDDING_SERVER_HOST", "EMBEDDING_SERVER_PORT"} <= passed, "add them to x-settings"
 
 
+def test_compose_cuts_an_unquoted_dollar_so_the_server_refuses_it(compose, tmp_path):
+    from embedding_app.settings import SettingsError, load_settings
+
+    shutil.copy(ROOT / "docker-compose.yml", tmp_path)
+    env_file = tmp_path / ".env"
+    env_file.write_text("API_KEY='Xq7$kP9zL2'\nHF_TOKEN=hf_ab$cd\n")
+    services = json.loads(compose("config", "--format", "json", files=["-f", str(tmp_path / "docker-compose.yml")]))
+    environment = services["services"]["embedding"]["environment"]
+    assert environment["API_KEY"].replace("$$", "$") == "Xq7$kP9zL2"  # single quotes: literal (config writes $ as $$)
+    assert environment["HF_TOKEN"] == "hf_ab"  # unquoted: $cd is read as an unset variable
+    with pytest.raises(SettingsError, match="line 2: the value of HF_TOKEN holds a '\\$'"):
+        load_settings({}, str(env_file))
+    env_file.write_text("API_KEY='Xq7$kP9zL2'\n")
+    assert load_settings({}, str(env_file)).settings.api_keys == ("Xq7$kP9zL2",)
+
+
+def test_the_server_reads_the_env_file_compose_reads(compose):
+    mounts = compose_config(compose)["embedding"]["volumes"]
+    assert {"type": "bind", "source": str(ROOT / ".env"), "target": "/app/.env", "read_only": True} in [
+        {key: mount.get(key) for key in ("type", "source", "target", "read_only")} for mount in mounts]
+
+
+def test_server_image_refuses_an_env_file_compose_would_cut(stack, tmp_path):
+    env_file = tmp_path / ".env"
+    env_file.write_text("API_KEY=Xq7$kP9zL2\n")
+    env_file.chmod(0o644)  # the server runs as uid 10001
+    # Not --rm: podman's Docker API then reports exit code 0 whatever the container returned.
+    name = f"embedding-bad-env-file-{os.getpid()}"
+    result = subprocess.run(["docker", "run", "--name", name, "-v", f"{env_file}:/app/.env:ro", "-e", "API_KEY=Xq7",
+                             "embedding-server:test"], env=stack.env, capture_output=True, text=True, timeout=120,
+                            check=False)
+    subprocess.run(["docker", "rm", "-f", name], env=stack.env, capture_output=True, timeout=60, check=False)
+    assert result.returncode != 0, result
+    assert "/app/.env, line 1: the value of API_KEY holds a '$'" in result.stderr and "kP9zL2" not in result.stderr
+
+
 def test_only_the_proxy_is_published(compose):
     services = compose_config(compose)
     assert "ports" not in services["embedding"]

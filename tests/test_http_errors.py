@@ -42,6 +42,9 @@ CASES = {
     "bad-http-version": b"GET /health HTTP/9.9\r\n" + HOST + b"\r\n",
     "space-in-header-name": post(headers=b"Bad Header: x\r\n"),
     "double-slash": post(path=b"/v1//embeddings"),
+    "unknown-transfer-coding": b"POST /v1/embeddings HTTP/1.1\r\n" + HOST + JSON + b"Transfer-Encoding: xchunked\r\n\r\n",
+    "unknown-transfer-coding-list": b"POST /v1/embeddings HTTP/1.1\r\n" + HOST + JSON
+    + b"Transfer-Encoding: gzip, chunked\r\n\r\n0\r\n\r\n",
     "garbage": b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03\r\n\r\n",
 }
 

@@ -8,7 +8,7 @@ import requests
 
 from embedding_app import create_app
 from embedding_app.auth import is_protected, key_matches
-from embedding_app.settings import Settings, settings_from_env
+from embedding_app.settings import Settings, SettingsError, settings_from_env
 from harness.server import GunicornServer, wait_until
 
 from .test_api import assert_error
@@ -123,6 +123,35 @@ def test_cors_wildcard_allows_any_origin_with_explicit_headers(make_client):
 def test_cors_ignores_other_origins(make_client):
     response = preflight(make_client(cors_allow_origins=(ORIGIN,)).options, origin="https://evil.example")
     assert "Access-Control-Allow-Origin" not in response.headers
+
+
+@pytest.mark.parametrize("origin, allowed", [
+    ("https://app.example.com", True), ("https://a.b.example.com", True), ("https://APP.example.com", True),
+    ("https://xexample.com", False), ("https://example.com", False), ("http://app.example.com", False),
+    ("https://app.example.com.evil.net", False), ("https://app.example.com:8443", False),
+    ("https://evil.net/.example.com", False), ("https://a_b.example.com", False)])
+def test_cors_subdomain_wildcard_allows_subdomains_only(make_client, origin, allowed):
+    response = preflight(make_client(cors_allow_origins=("https://*.example.com",)).options, origin=origin)
+    assert response.headers.get("Access-Control-Allow-Origin") == (origin if allowed else None)
+
+
+@pytest.mark.parametrize("origin", ["https://app.example.com.evil.net", "https://app-example.com",
+                                    "https://app.example.co", "https://app.example.com:443"])
+def test_cors_exact_origin_is_matched_exactly(make_client, origin):
+    client = make_client(cors_allow_origins=("https://app.example.com", "http://[::1]:8080"))
+    assert "Access-Control-Allow-Origin" not in preflight(client.options, origin=origin).headers
+    allowed = preflight(client.options, origin="http://[::1]:8080")
+    assert allowed.headers["Access-Control-Allow-Origin"] == "http://[::1]:8080"
+    assert "Access-Control-Allow-Origin" not in preflight(client.options, origin="http://[::1]:8081").headers
+
+
+@pytest.mark.parametrize("value", ["https://app.example.com/", "https://*example.com", "*.example.com",
+                                   "https://app.*.com", "https://app.example.com/path", "https://(a|b).example.com"])
+def test_cors_origin_that_is_not_an_origin_stops_the_start_up(value):
+    with pytest.raises(SettingsError) as error:
+        settings_from_env({"CORS_ALLOW_ORIGINS": f"https://ok.example, {value}"})
+    assert "CORS_ALLOW_ORIGINS" in str(error.value) and repr(value) in str(error.value)
+    assert "scheme://*.domain" in str(error.value)
 
 
 def test_cors_is_off_by_default(client):

@@ -11,7 +11,7 @@ import time
 
 import pytest
 
-from harness.server import ROOT, free_port
+from harness.server import ROOT, GunicornServer, free_port, wait_until
 
 
 def run_gunicorn(port: int | None = None, **env):
@@ -58,8 +58,6 @@ def test_bad_setting_stops_the_server_naming_the_key(key, value, allowed):
 
 
 def test_hf_token_is_never_logged(tiny_model_dir, output_dir):
-    from harness.server import GunicornServer
-
     with GunicornServer(output_dir / "gunicorn-token.log", workers=1, MODEL_NAME=str(tiny_model_dir),
                         HF_TOKEN="hf_do_not_print_me", LOG_LEVEL="debug") as server:
         log = server.log()
@@ -86,6 +84,52 @@ def test_env_file_that_does_not_parse_stops_the_server_naming_the_line(tmp_path)
     assert f"configuration error: {env_file}, line 3: not understood" in result.stderr
     assert "sk-unterminated" not in result.stderr + result.stdout
     assert "Traceback" not in result.stderr
+
+
+@pytest.mark.parametrize("text, words", [
+    ("API_KEY=sk-secret\nLOG_LEVEL=info\nAPI_KEY=\n", ["line 3: API_KEY is set a second time"]),
+    ("API_KEY=${UNDEFINED_SECRET}\n", ["line 1: API_KEY refers to ${UNDEFINED_SECRET}"]),
+    ("api_key=sk-secret\n", ["did you mean API_KEY?"]),
+    ("MODEL_PROMPTS=" + "[" * 100_000 + "\n", ["MODEL_PROMPTS is nested too deeply"]),
+], ids=["key-twice", "unresolved", "lower-case", "deep-prompts"])
+def test_env_file_that_would_drop_the_key_stops_the_server(tmp_path, text, words):
+    env_file = tmp_path / "keyed.env"
+    env_file.write_text(text)
+    result, seconds = run_gunicorn(ENV_FILE=str(env_file))
+    assert result.returncode != 0 and seconds < 30
+    for word in words:
+        assert word in result.stderr
+    assert "Traceback" not in result.stderr and "sk-secret" not in result.stderr + result.stdout
+
+
+def test_env_file_in_utf16_stops_the_server_naming_the_file(tmp_path):
+    env_file = tmp_path / "utf16.env"
+    env_file.write_text("EMBEDDING_SERVER_WORKERS=1\n", encoding="utf-16")
+    result, _ = run_gunicorn(ENV_FILE=str(env_file))
+    assert result.returncode != 0
+    assert f"configuration error: {env_file} is not UTF-8 text" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_empty_environment_key_over_a_keyed_env_file_stops_the_server(tmp_path):
+    env_file = tmp_path / "keyed.env"
+    env_file.write_text("API_KEY=sk-secret\n")
+    result, _ = run_gunicorn(ENV_FILE=str(env_file), API_KEY="")
+    assert result.returncode != 0 and "API_KEY is empty in the environment" in result.stderr
+
+
+def test_key_file_and_misspelt_settings_are_reported_at_start(tiny_model_dir, tmp_path, output_dir):
+    import requests
+
+    key_file = tmp_path / "api_key"
+    key_file.write_text("sk-from-a-file\n")
+    with GunicornServer(output_dir / "gunicorn-key-file.log", workers=1, MODEL_NAME=str(tiny_model_dir),
+                        API_KEY_FILE=str(key_file), QUANTISE="int8") as server:
+        refused = requests.get(f"{server.url}/v1/models", timeout=10)
+        allowed = requests.get(f"{server.url}/v1/models", headers={"Authorization": "Bearer sk-from-a-file"}, timeout=10)
+        log = server.log()
+    assert (refused.status_code, allowed.status_code) == (401, 200)
+    assert "API key required (1 configured)" in log and "sk-from-a-file" not in log
+    assert "configuration: the environment variable QUANTISE is not a setting: did you mean QUANTIZE?" in log
 
 
 def test_missing_env_file_stops_the_server(tmp_path):
@@ -119,3 +163,32 @@ def test_a_worker_that_cannot_boot_leaves_no_metrics_directory(tiny_model_dir, t
     assert result.returncode != 0 and "cannot load model" in result.stderr + result.stdout
     assert "Booting worker" in result.stderr + result.stdout  # the failure came after the master made the directory
     assert metrics_dirs_left(result.pid) == []
+
+
+def running(pid: int) -> bool:
+    """Whether pid is a live process (an exited child waiting to be reaped is not)."""
+    try:
+        with open(f"/proc/{pid}/stat") as stat:
+            return stat.read().rpartition(")")[2].split()[0] != "Z"
+    except FileNotFoundError:
+        return False
+
+
+def test_a_killed_master_takes_its_workers_along_and_the_next_start_clears_its_metrics(tiny_model_dir, tmp_path,
+                                                                                         output_dir):
+    server = GunicornServer(output_dir / "gunicorn-killed-master.log", workers=2, MODEL_NAME=str(tiny_model_dir))
+    server.start()
+    master, workers = server.process.pid, server.worker_pids()
+    try:
+        server.process.kill()  # SIGKILL: no hook runs, nothing is cleaned up
+        server.process.wait()
+        # gunicorn alone notices a dead master between requests, after up to EMBEDDING_SERVER_TIMEOUT / 2 s.
+        wait_until(lambda: not any(running(pid) for pid in workers), 5, "the orphaned workers to stop")
+    finally:
+        for pid in workers:
+            if running(pid):
+                os.kill(pid, 9)
+        server.stop()
+    assert len(workers) == 2 and metrics_dirs_left(master)
+    result, _ = run_gunicorn(MODEL_NAME=str(tmp_path / "no-such-model"))  # any later start clears them
+    assert result.returncode != 0 and metrics_dirs_left(master) == []

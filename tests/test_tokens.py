@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 import pytest
 from transformers import AutoTokenizer
 
@@ -92,3 +94,49 @@ def test_embedder_tokenizes_a_huge_text_only_as_far_as_it_keeps(tiny_embedder, m
     ids = tiny_embedder.tokenize(["word " * 1_700_000, "short text"])
     assert len(ids[0]) > tiny_embedder.room and ids[1] == full(counting.tokenizer, "short text")
     assert counting.characters < 10_000
+
+
+MB = 8_000_000
+# Shapes that are not prose, 8 MB each, with the tokens the full tokenization gives (for BERT's WordPiece a
+# whitespace run is one space, and a word of over 100 characters is one [UNK], however long).
+COSTLY = {
+    "spaces-between-words": ("hello" + " " * MB + "world", "hello world"),
+    "sentence-then-newlines": ("The food was delicious." + "\n" * MB, "The food was delicious."),
+    "mixed-whitespace-run": ("a" + " \t\r\n" * (MB // 4) + "b", "a b"),
+    "thai-without-spaces": ("สวัสดีครับ" * (MB // 30), "สวัสดีครับ" * 300),
+    "one-giant-word": ("a" * MB, "a" * 3000),
+}
+
+
+@pytest.mark.parametrize("text, same_as", COSTLY.values(), ids=COSTLY.keys())
+def test_costly_shapes_are_read_only_as_far_as_the_model_keeps(tokenizer, text, same_as):
+    counting = CountingTokenizer(tokenizer)
+    started = time.perf_counter()
+    ids = tokens.tokenize(counting, [text], 254)[0]
+    seconds = time.perf_counter() - started
+    assert ids == full(tokenizer, same_as)
+    assert counting.characters <= 2 * tokens.MAX_CHARS_PER_TOKEN * 255  # at most a few hundred KB of 8 MB
+    assert seconds < 1.5  # a safety bound, not a speed claim: the whole text took 2-29 s
+
+
+def test_whitespace_runs_collapse_only_for_tokenizers_that_ignore_them(tokenizer):
+    assert tokens._ignores_whitespace_runs(tokenizer)
+
+    class KeepsRuns(CountingTokenizer):
+        """A tokenizer for which every character counts, whitespace included."""
+
+        def __call__(self, texts, **options):
+            encoding = self.tokenizer(texts, **options)
+            encoding["input_ids"] = [[ord(c) for c in text] for text in texts]
+            return encoding
+
+    assert not tokens._ignores_whitespace_runs(KeepsRuns(tokenizer))
+
+
+@pytest.mark.parametrize("room", [3, 254])
+def test_text_that_is_not_prose_is_read_to_a_bounded_prefix(tokenizer, room):
+    text = "a" + "\x0b" * 100_000 + "b"  # control characters, which BERT drops: not whitespace, never a cut point
+    counting = CountingTokenizer(tokenizer)
+    ids = tokens.tokenize(counting, [text], room)[0]
+    assert ids == full(tokenizer, text[:tokens.MAX_CHARS_PER_TOKEN * (room + 1)])
+    assert counting.characters <= 2 * tokens.MAX_CHARS_PER_TOKEN * (room + 1)
