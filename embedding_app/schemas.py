@@ -135,6 +135,9 @@ class ModelCard(BaseModel):
     object: Literal["model"] = "model"
     created: int
     owned_by: str
+    capabilities: list[Literal["embed", "rerank"]] = Field(description=(
+        "Extension: what the model answers: embed (/v1/embeddings, /v2/embed, /embed) or rerank (/v1/rerank, "
+        "/v2/rerank, /rerank)."))
 
 
 class ModelList(BaseModel):
@@ -150,7 +153,8 @@ class ModelHealth(BaseModel):
     id: str
     aliases: list[str]
     mode: str
-    dimensions: int
+    capabilities: list[Literal["embed", "rerank"]]
+    dimensions: int | None  # None for a reranker
     max_tokens: int
     prompts: list[str]
     default_prompt_name: str | None
@@ -170,7 +174,7 @@ class ServerInfo(BaseModel):
 
     name: str
     model: str
-    dimensions: int
+    dimensions: int | None  # None when the first model is a reranker
     models: list[str]
     endpoints: list[str]
     docs: str

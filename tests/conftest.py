@@ -50,6 +50,25 @@ def tiny_model_dir(tmp_path_factory, minilm_dir) -> Path:
     return directory
 
 
+@pytest.fixture(scope="session")
+def tiny_reranker_dir(tmp_path_factory, minilm_dir) -> Path:
+    """A randomly initialised 2-layer BertForSequenceClassification (one label) with MiniLM's tokenizer: a cross-encoder."""
+    import torch
+    from transformers import AutoTokenizer, BertConfig, BertForSequenceClassification
+
+    directory = tmp_path_factory.mktemp("rerank") / "tiny-reranker"
+    tokenizer = AutoTokenizer.from_pretrained(minilm_dir)
+    torch.manual_seed(1)
+    config = BertConfig(hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=37,
+                        vocab_size=len(tokenizer), max_position_embeddings=64, num_labels=1)
+    model = BertForSequenceClassification(config)
+    with torch.no_grad():  # random heads give scores near 0.5; a wider classifier makes rankings meaningful to compare
+        model.classifier.weight.mul_(20)
+    model.save_pretrained(directory)
+    tokenizer.save_pretrained(directory)
+    return directory
+
+
 def with_prompts(source: Path, target: Path, **st_config) -> Path:
     """A copy of a model directory whose config_sentence_transformers.json says st_config (e.g. prompts)."""
     shutil.copytree(source, target)

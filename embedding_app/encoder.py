@@ -1,0 +1,112 @@
+"""What embedding and reranking models share: loading, tokenizing, limits and length-sorted batches."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+
+import torch
+from transformers import AutoTokenizer
+
+from . import metrics, thread_budget, tokens
+from .batching import packed_chunks, padded_batches
+from .inputs import InputError
+from .model_source import ModelSource, ModelSourceError
+from .packed import PackedBert, supported
+from .quantize import apply_mode
+from .settings import Settings
+
+# Out-of-vocabulary ids nearly always come from one client; say how to fix it rather than just refuse.
+TIKTOKEN_HINT = ("Token ids must be this model's own ids. LangChain's OpenAIEmbeddings sends OpenAI tiktoken ids "
+                 "unless created with check_embedding_ctx_length=False: set it, or send text.")
+
+
+@dataclass(frozen=True)
+class ModelInfo:
+    """What the API reports about a served model."""
+
+    id: str
+    created: int
+    dimensions: int  # 0 for a reranker: it answers scores, not vectors
+    max_tokens: int
+    vocab_size: int
+    pooling: str
+    mode: str
+    task: str = "embed"  # "embed" or "rerank": what requests the model can answer
+
+
+def max_tokens(source: ModelSource, tokenizer, config, cap: int = 0) -> int:
+    """The input length: sentence-transformers' max_seq_length, else the tokenizer's, capped by positions and cap."""
+    limit = source.max_seq_length or tokenizer.model_max_length
+    positions = getattr(config, "max_position_embeddings", None)
+    if positions and (not limit or limit > positions):
+        limit = positions
+    limit = int(limit or 512)
+    return min(limit, cap) if cap else limit
+
+
+def load_parts(source: ModelSource, settings: Settings, mode: str, auto_class, whole: bool = False) -> tuple:
+    """The tokenizer and the model (of a transformers Auto class), converted to mode; whole: every weight stored."""
+    options = {"token": settings.hf_token, "trust_remote_code": settings.trust_remote_code}
+    tokenizer = AutoTokenizer.from_pretrained(source.path, **options)
+    model, loading = auto_class.from_pretrained(source.path, dtype=torch.float32, output_loading_info=True, **options)
+    # A head transformers had to initialise at random (an embedding model served as a reranker) scores noise.
+    if whole and loading["missing_keys"]:
+        missing = ", ".join(sorted(loading["missing_keys"])[:4])
+        raise ModelSourceError(f"{source.path} lacks trained weights for {type(model).__name__} ({missing}): "
+                               "it is not a cross-encoder; serve it without the rerank: marker")
+    return tokenizer, apply_mode(model.eval(), mode)
+
+
+class Encoder:
+    """A loaded transformer and its tokenizer: the common part of Embedder and Reranker."""
+
+    def __init__(self, model, tokenizer, info: ModelInfo, batch_tokens: int, body=None, fallback: str | None = None):
+        self.model = model
+        self.tokenizer = tokenizer
+        self.info = info
+        self.batch_tokens = batch_tokens
+        self.pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
+        self.room = info.max_tokens  # the tokens left for text once special tokens are added: subclasses set it
+        body = model if body is None else body  # the encoder stack (a head model keeps it in e.g. .bert)
+        # BERT encoders run padding-free (embedding_app/packed.py); other architectures run padded batches.
+        self.fallback = fallback or supported(body)
+        self.packed = PackedBert(body) if self.fallback is None else None
+
+    def describe_path(self) -> str:
+        """Which forward this model takes, for the load log line."""
+        if not self.packed:
+            return f"padded batches: {self.fallback}"
+        done, total = self.packed.prepacked()
+        return f"packed batches, {done} of {total} matrix multiplications pre-packed for oneDNN"
+
+    def tokenize(self, texts: list[str], whole: bool = False) -> list[list[int]]:
+        """Token ids of each text without special tokens; one longer than room may stop past room unless whole."""
+        # Only a prefix of a long text is tokenized: an 8 MB string costs what its first tokens cost. Truncation
+        # that drops the start needs the end, so whole texts.
+        return tokens.tokenize(self.tokenizer, texts, sys.maxsize if whole else self.room)
+
+    def check_ids(self, sequences: list[list[int]]) -> None:
+        """Raise InputError for the first token id outside the model's vocabulary."""
+        for index, ids in enumerate(sequences):
+            if ids and not 0 <= min(ids) <= max(ids) < self.info.vocab_size:
+                bad = next(i for i in ids if not 0 <= i < self.info.vocab_size)
+                raise InputError(index, f"token id {bad} is outside the model's vocabulary "
+                                        f"(0..{self.info.vocab_size - 1}). {TIKTOKEN_HINT}")
+
+    def batches(self, sequences: list) -> Iterator[list[int]]:
+        """Indices of length-sorted forward passes within the token budget (packed or little padded)."""
+        order = sorted(range(len(sequences)), key=lambda i: len(sequences[i]), reverse=True)
+        lengths = [len(sequences[i]) for i in order]
+        chunk: Callable = packed_chunks if self.packed else padded_batches
+        for first, end in chunk(lengths, self.batch_tokens):
+            padding = 0 if self.packed else (end - first) * lengths[first] - sum(lengths[first:end])
+            metrics.record_batch(end - first, padding)
+            thread_budget.follow_load()  # auto: workers that started or finished since the last forward change it
+            yield order[first:end]
+
+
+def cut(ids: list[int], keep: int, from_start: bool) -> list[int]:
+    """The first keep ids, or the last keep ones when from_start (truncation that drops the start)."""
+    return list(ids[len(ids) - keep:]) if from_start else list(ids[:keep])

@@ -1,0 +1,116 @@
+"""Rerank, Cohere and TEI embed, and tokenize requests end to end, without HTTP: one engine behind every shape."""
+
+from __future__ import annotations
+
+import uuid
+from typing import TYPE_CHECKING, NamedTuple
+
+import numpy as np
+
+from . import metrics, thread_budget
+from .compact import compact
+from .encoding import shorten
+from .errors import ApiError
+from .inputs import InputError, Inputs
+from .rag_schemas import COHERE_INPUT_TYPES, CohereEmbedRequest, TeiEmbedRequest
+from .service import Truncation, check_count, check_dimensions, check_tokens, choose_prompt, embed_inputs, find_model
+from .settings import Settings
+
+if TYPE_CHECKING:
+    from .runtime import Registry, ServedModel
+
+
+class Ranked(NamedTuple):
+    """A rerank answer before it takes a route's shape: (index, score) best first, tokens, truncated pairs."""
+
+    model: str
+    ranks: list[tuple[int, float]]
+    tokens: int
+    truncated: int
+
+
+def rerank(registry: Registry, settings: Settings, model_name: str | None, query: str, documents: list[str],
+           top_n: int | None = None, raw: bool = False, truncation: Truncation | None = None,
+           param: str = "documents", max_document_tokens: int | None = None) -> Ranked:
+    """Score every document against the query within the limits, and rank them best first."""
+    with thread_budget.busy():
+        model = find_model(registry, model_name, "rerank")
+        check_count(len(documents), settings, param)
+        truncation = truncation or Truncation(settings.truncate)
+        reranker = model.embedder
+        query_ids, *document_ids = reranker.tokenize([query, *documents], whole=truncation.from_start)
+        if max_document_tokens:
+            document_ids = [ids[:max_document_tokens] for ids in document_ids]
+        try:
+            pairs, truncated = reranker.pairs(query_ids, document_ids, truncation.enabled, truncation.from_start)
+        except InputError as exc:
+            raise ApiError(400, f"Invalid {param}[{exc.index}]: {exc}", param=f"{param}[{exc.index}]",
+                           code="invalid_input") from None
+        tokens = sum(len(ids) for ids, _ in pairs)
+        check_tokens(tokens, settings, param)
+        scores = reranker.score(pairs, raw)
+        metrics.record_embeddings(model.id, len(pairs), tokens, truncated)
+    order = sorted(range(len(scores)), key=lambda i: -scores[i])[:top_n]  # stable: ties keep the request's order
+    return Ranked(model.id, [(i, float(scores[i])) for i in order], tokens, truncated)
+
+
+def cohere_embed(registry: Registry, settings: Settings, request: CohereEmbedRequest, by_type: bool) -> dict:
+    """A Cohere embed answer: one array per embedding type (by_type), or bare floats (v1 without types)."""
+    with thread_budget.busy():
+        model = find_model(registry, request.model, "embed")
+        check_dimensions(model, request.output_dimension, "output_dimension")
+        input_type = COHERE_INPUT_TYPES[request.input_type] if request.input_type else None
+        prompt = choose_prompt(model.source, input_type, None)
+        truncate = request.truncate or ("END" if settings.truncate else "NONE")
+        truncation = Truncation(truncate != "NONE", truncate == "START", request.max_tokens)
+        vectors, tokens, _ = embed_inputs(model, Inputs("texts", request.texts, single=False), prompt, settings,
+                                          truncation, param="texts")
+    vectors = shorten(vectors, request.output_dimension)
+    types = request.embedding_types or ["float"]
+    embeddings = {kind: compact(vectors, kind) for kind in dict.fromkeys(types)} if by_type else list(vectors)
+    return {"id": str(uuid.uuid4()), "response_type": "embeddings_by_type" if by_type else "embeddings_floats",
+            "embeddings": embeddings, "texts": request.texts,
+            "meta": {"api_version": {"version": "2"}, "billed_units": {"input_tokens": tokens}}}
+
+
+def tei_embed(registry: Registry, settings: Settings, request: TeiEmbedRequest) -> tuple[np.ndarray, int]:
+    """TEI's /embed: vectors (normalised unless asked not to, cut to dimensions) and how many inputs were truncated."""
+    with thread_budget.busy():
+        model = find_model(registry, request.model, "embed")
+        check_dimensions(model, request.dimensions)
+        prompt = choose_prompt(model.source, None, request.prompt_name)
+        texts = [request.inputs] if isinstance(request.inputs, str) else request.inputs
+        truncation = Truncation(settings.truncate if request.truncate is None else request.truncate,
+                                request.truncation_direction == "Left")
+        inputs = Inputs("texts", texts, single=isinstance(request.inputs, str))
+        vectors, _, truncated = embed_inputs(model, inputs, prompt, settings, truncation, normalize=False,
+                                             param="inputs")
+    if request.dimensions:
+        vectors = vectors[:, :request.dimensions]
+    if request.normalize:
+        vectors = vectors / np.maximum(np.linalg.norm(vectors, axis=1, keepdims=True), 1e-12)
+    return vectors, truncated
+
+
+def tokenize(model: ServedModel, text: str, add_special_tokens: bool) -> list[dict]:
+    """Every token of text as the model sees it (special tokens as the embeddings add them), with its offsets."""
+    engine = model.embedder
+    encoded = engine.tokenizer(text, add_special_tokens=False, return_offsets_mapping=True)
+    strings = engine.tokenizer.convert_ids_to_tokens(encoded["input_ids"])
+    tokens = [{"id": i, "text": s, "special": False, "start": a, "stop": b}
+              for i, s, (a, b) in zip(encoded["input_ids"], strings, encoded["offset_mapping"])]
+    if not add_special_tokens:
+        return tokens
+    prefix, suffix = special_tokens(model)
+    special = [[{"id": i, "text": engine.tokenizer.convert_ids_to_tokens(i), "special": True, "start": None,
+                 "stop": None} for i in ids] for ids in (prefix, suffix)]
+    return special[0] + tokens + special[1]
+
+
+def special_tokens(model: ServedModel) -> tuple[list[int], list[int]]:
+    """The ids the model adds before and after one text (a reranker: around the query of a pair)."""
+    engine = model.embedder
+    if engine.info.task == "rerank":
+        before, middle, _ = engine.template.ids
+        return before, middle
+    return engine.prefix, engine.suffix
