@@ -7,6 +7,8 @@ from typing import TYPE_CHECKING
 from pydantic import BaseModel
 from pydantic.json_schema import models_json_schema
 
+from .rag_openapi import MODELS as RAG_MODELS
+from .rag_openapi import rag_paths
 from .schemas import EmbeddingRequest, EmbeddingResponse, ErrorResponse, Health, ModelCard, ModelList, ServerInfo
 from .settings import Settings
 
@@ -72,15 +74,17 @@ def _bound_request(schema: dict, models: list[ServedModel], settings: Settings) 
 
 
 def _description(models: list[ServedModel]) -> str:
-    served = ", ".join(f"`{model.id}` ({model.embedder.info.dimensions} dimensions)" for model in models)
-    return (f"OpenAI-compatible embeddings on CPU, serving {served}; a request without `model` uses the first. "
-            "`/embeddings` and `/models` answer like their `/v1/` twins. "
+    served = ", ".join(f"`{model.id}` ({model.embedder.info.dimensions or 'reranker'}"
+                       f"{' dimensions' if model.embedder.info.dimensions else ''})" for model in models)
+    return (f"OpenAI-compatible embeddings on CPU, serving {served}; a request without `model` uses the first "
+            "that can answer it. `/embeddings` and `/models` answer like their `/v1/` twins; rerankers answer "
+            "`/v1/rerank` (Jina, Cohere), `/v2/rerank` (Cohere) and `/rerank` (also TEI's shape). "
             'Every error is `{"error": {"message", "type", "param", "code"}}`.')
 
 
 def build_openapi(models: list[ServedModel], settings: Settings, example_ids: list[int]) -> dict:
     """The whole OpenAPI document for this server, serving these models with these settings."""
-    bodies = [EmbeddingRequest, EmbeddingResponse, ModelList, ModelCard, Health, ServerInfo, ErrorResponse]
+    bodies = [EmbeddingRequest, EmbeddingResponse, ModelList, ModelCard, Health, ServerInfo, ErrorResponse, *RAG_MODELS]
     _, definitions = models_json_schema([(body, "validation") for body in bodies], ref_template=REF)
     schemas = definitions["$defs"]
     _bound_request(schemas["EmbeddingRequest"], models, settings)
@@ -92,7 +96,8 @@ def build_openapi(models: list[ServedModel], settings: Settings, example_ids: li
         (400, *unauthorized, 404, 413, 415, 500, 503), **auth,
         requestBody={"required": True, "content": {"application/json": {
             "schema": {"$ref": REF.format(model="EmbeddingRequest")},
-            "examples": _request_examples(models[0], example_ids)}}})
+            "examples": _request_examples(next((m for m in models if m.embedder.info.task == "embed"), models[0]),
+                                          example_ids)}}})
     model_id = {"name": "model_id", "in": "path", "required": True, "schema": {"type": "string", "minLength": 1},
                 "example": models[0].id}
     paths = {
@@ -101,6 +106,7 @@ def build_openapi(models: list[ServedModel], settings: Settings, example_ids: li
                                          **auth)},
         "/v1/models/{model_id}": {"get": _operation("models", "retrieveModel", "One model by id or alias", ModelCard,
                                                     (*unauthorized, 404), **auth, parameters=[model_id])},
+        **rag_paths(lambda status: _json(ERRORS[status], ErrorResponse), unauthorized, auth),
         "/health": {"get": _operation("system", "health", "200 once this worker has its model", Health)},
         "/": {"get": _operation("system", "index", "What this server is and where to go next", ServerInfo)},
         "/metrics": {"get": {"tags": ["system"], "operationId": "metrics", "summary": "Prometheus metrics of all workers",

@@ -29,6 +29,8 @@ def test_every_route_is_documented_with_its_statuses(make_client):
         "/v1/embeddings": {"post": {"200", "400", "401", "404", "413", "415", "500", "503"}},
         "/v1/models": {"get": {"200", "401"}},
         "/v1/models/{model_id}": {"get": {"200", "401", "404"}},
+        **{path: {"post": {"200", "400", "401", "404", "413", "415", "500", "503"}} for path in (
+            "/v1/rerank", "/v2/rerank", "/rerank", "/v1/embed", "/v2/embed", "/embed", "/tokenize", "/detokenize")},
         "/health": {"get": {"200"}},
         "/": {"get": {"200"}},
         "/metrics": {"get": {"200"}},
