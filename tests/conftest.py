@@ -59,14 +59,29 @@ def tiny_reranker_dir(tmp_path_factory, minilm_dir) -> Path:
     directory = tmp_path_factory.mktemp("rerank") / "tiny-reranker"
     tokenizer = AutoTokenizer.from_pretrained(minilm_dir)
     torch.manual_seed(1)
+    # initializer_range 0.2 (not 0.02): the default's random model scores every pair within 1e-3 of the others,
+    # too close for rankings to mean anything; this one spreads them over 0.2-0.7.
     config = BertConfig(hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=37,
-                        vocab_size=len(tokenizer), max_position_embeddings=64, num_labels=1)
-    model = BertForSequenceClassification(config)
-    with torch.no_grad():  # random heads give scores near 0.5; a wider classifier makes rankings meaningful to compare
-        model.classifier.weight.mul_(20)
-    model.save_pretrained(directory)
+                        vocab_size=len(tokenizer), max_position_embeddings=64, num_labels=1, initializer_range=0.2)
+    BertForSequenceClassification(config).save_pretrained(directory)
     tokenizer.save_pretrained(directory)
     return directory
+
+
+@pytest.fixture(scope="session")
+def tiny_reranker(tiny_reranker_dir):
+    """runtime.ServedModel: the tiny cross-encoder, fp32, loaded once."""
+    from embedding_app.model_source import resolve_model
+    from embedding_app.reranker import Reranker
+
+    source = resolve_model(str(tiny_reranker_dir), None)
+    return runtime.ServedModel(source, Reranker.load(source, Settings(), "fp32"))
+
+
+@pytest.fixture
+def rag_client(make_client, tiny_source, tiny_embedder, tiny_reranker):
+    """A Flask test client on the tiny embedding model (first) and the tiny reranker."""
+    return make_client(models=[runtime.ServedModel(tiny_source, tiny_embedder), tiny_reranker])
 
 
 def with_prompts(source: Path, target: Path, **st_config) -> Path:
