@@ -15,6 +15,7 @@ from harness.server import GunicornServer
 
 DATA = Path(__file__).parent / "data"
 TINY_MAX_TOKENS = 16
+TINY_RERANKER_MAX_TOKENS = 64  # its max_position_embeddings (the tokenizer would allow 512)
 HUB_REVISION = "0123456789abcdef0123456789abcdef01234567"
 # e5-style prompts; "passage" (not "document") so input_type=document must find it by its synonym.
 PROMPTS = {"query": "query: ", "passage": "passage: "}
@@ -62,7 +63,8 @@ def tiny_reranker_dir(tmp_path_factory, minilm_dir) -> Path:
     # initializer_range 0.2 (not 0.02): the default's random model scores every pair within 1e-3 of the others,
     # too close for rankings to mean anything; this one spreads them over 0.2-0.7.
     config = BertConfig(hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=37,
-                        vocab_size=len(tokenizer), max_position_embeddings=64, num_labels=1, initializer_range=0.2)
+                        vocab_size=len(tokenizer), max_position_embeddings=TINY_RERANKER_MAX_TOKENS, num_labels=1,
+                        initializer_range=0.2)
     BertForSequenceClassification(config).save_pretrained(directory)
     tokenizer.save_pretrained(directory)
     return directory
@@ -82,6 +84,14 @@ def tiny_reranker(tiny_reranker_dir):
 def rag_client(make_client, tiny_source, tiny_embedder, tiny_reranker):
     """A Flask test client on the tiny embedding model (first) and the tiny reranker."""
     return make_client(models=[runtime.ServedModel(tiny_source, tiny_embedder), tiny_reranker])
+
+
+@pytest.fixture(scope="session")
+def cross_encoder(tiny_reranker_dir):
+    """sentence-transformers' CrossEncoder on the tiny reranker: the reference the server's scores must equal."""
+    from sentence_transformers import CrossEncoder
+
+    return CrossEncoder(str(tiny_reranker_dir), device="cpu", max_length=TINY_RERANKER_MAX_TOKENS)
 
 
 def with_prompts(source: Path, target: Path, **st_config) -> Path:

@@ -11,14 +11,7 @@ from embedding_app.reranker import Reranker, longest_first
 from embedding_app.settings import Settings, SettingsError, settings_from_env
 
 QUERY = "permission to copy, modify and distribute the software"
-MAX_TOKENS = 64  # the tiny reranker's positions
-
-
-@pytest.fixture(scope="session")
-def cross_encoder(tiny_reranker_dir):
-    from sentence_transformers import CrossEncoder
-
-    return CrossEncoder(str(tiny_reranker_dir), device="cpu", max_length=MAX_TOKENS)
+from .conftest import TINY_RERANKER_MAX_TOKENS as MAX_TOKENS
 
 
 @pytest.fixture(scope="session")
