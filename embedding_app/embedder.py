@@ -73,14 +73,17 @@ class Embedder(Encoder):
         """finish, plus how many inputs were truncated (the API reports it: truncation is otherwise silent)."""
         finished = []
         truncated = 0
-        room = min(self.room, limit or self.room)
+        room = self.room
         for index, ids in enumerate(sequences):
+            if limit and len(ids) > limit:  # the request's own cap always cuts, whatever its truncation says
+                ids = cut(ids, limit, from_start)
+                truncated += 1
             if len(ids) > room:
                 if not truncate:
                     # "at least": tokenize() stops counting a long text soon after the limit.
                     count = len(ids) + len(self.prefix) + len(self.suffix)
                     raise InputError(index, f"input has at least {count} tokens, more than the limit of "
-                                            f"{room + len(self.prefix) + len(self.suffix)} per input "
+                                            f"{self.info.max_tokens} per input "
                                             "(the model's maximum or MAX_TOKENS_PER_INPUT), and truncation is off")
                 ids = cut(ids, room, from_start)
                 truncated += 1

@@ -8,7 +8,7 @@ from pydantic import BaseModel
 from pydantic.json_schema import models_json_schema
 
 from .rag_openapi import MODELS as RAG_MODELS
-from .rag_openapi import rag_paths
+from .rag_openapi import bound_prompt_name, bound_rag, model_names, rag_paths
 from .schemas import EmbeddingRequest, EmbeddingResponse, ErrorResponse, Health, ModelCard, ModelList, ServerInfo
 from .settings import Settings
 
@@ -58,19 +58,14 @@ def _bound_request(schema: dict, models: list[ServedModel], settings: Settings) 
     properties = schema["properties"]
     _text, texts, ids, id_lists = properties["input"]["anyOf"]  # the Union order in schemas.EmbeddingInput
     # With several models these are the widest bounds; the server checks each request against its model.
+    models = [model for model in models if model.embedder.info.task == "embed"] or models
     infos = [model.embedder.info for model in models]
     token = {"type": "integer", "minimum": 0, "maximum": max(info.vocab_size for info in infos) - 1}
     ids["items"] = id_lists["items"]["items"] = token
     texts["maxItems"] = id_lists["maxItems"] = settings.max_inputs
     properties["dimensions"]["anyOf"][0]["maximum"] = max(info.dimensions for info in infos)
-    properties["model"]["examples"] = [name for model in models for name in (model.id, *model.source.aliases)]
-    # prompt_name must be a name the model defines: list them all (only null when no model has prompts).
-    prompt_names = sorted({name for model in models for name in model.source.prompts})
-    prompt_name = properties["prompt_name"]["anyOf"]
-    if prompt_names:
-        prompt_name[0]["enum"] = prompt_names
-    else:
-        prompt_name.pop(0)
+    properties["model"]["examples"] = model_names(models)
+    bound_prompt_name(properties, models)
 
 
 def _description(models: list[ServedModel]) -> str:
@@ -88,6 +83,7 @@ def build_openapi(models: list[ServedModel], settings: Settings, example_ids: li
     _, definitions = models_json_schema([(body, "validation") for body in bodies], ref_template=REF)
     schemas = definitions["$defs"]
     _bound_request(schemas["EmbeddingRequest"], models, settings)
+    bound_rag(schemas, models, settings)
     # Only with API_KEY set do /v1/* need a key: without one, Swagger UI shows no "Authorize" and no padlocks.
     auth = {"security": [{"bearerAuth": []}]} if settings.api_keys else {}
     unauthorized = (401,) if settings.api_keys else ()
@@ -106,7 +102,8 @@ def build_openapi(models: list[ServedModel], settings: Settings, example_ids: li
                                          **auth)},
         "/v1/models/{model_id}": {"get": _operation("models", "retrieveModel", "One model by id or alias", ModelCard,
                                                     (*unauthorized, 404), **auth, parameters=[model_id])},
-        **rag_paths(lambda status: _json(ERRORS[status], ErrorResponse), unauthorized, auth),
+        **rag_paths(lambda status: _json(ERRORS[status], ErrorResponse), unauthorized, auth,
+                    {model.embedder.info.task for model in models}),
         "/health": {"get": _operation("system", "health", "200 once this worker has its model", Health)},
         "/": {"get": _operation("system", "index", "What this server is and where to go next", ServerInfo)},
         "/metrics": {"get": {"tags": ["system"], "operationId": "metrics", "summary": "Prometheus metrics of all workers",

@@ -15,13 +15,16 @@ from .rag_schemas import (
     TeiRank,
     TeiRerankRequest,
     TeiToken,
-    TokenizeRequest,
+    TeiTokenizeRequest,
+    VllmTokenizeRequest,
     VllmTokens,
 )
 
 MODELS = [RerankRequest, TeiRerankRequest, RerankResponse, TeiRank, CohereEmbedRequest, CohereEmbedResponse,
-          TeiEmbedRequest, TokenizeRequest, TeiToken, VllmTokens, DetokenizeRequest, Detokenized]
+          TeiEmbedRequest, TeiTokenizeRequest, VllmTokenizeRequest, TeiToken, VllmTokens, DetokenizeRequest, Detokenized]
 REF = "#/components/schemas/{model}"
+RERANK_PATHS = ("/v1/rerank", "/v2/rerank", "/rerank")
+EMBED_PATHS = ("/v1/embed", "/v2/embed", "/embed")
 ERRORS = (400, 404, 413, 415, 500, 503)
 
 
@@ -44,8 +47,45 @@ def _post(error, tag: str, operation_id: str, summary: str, requests: tuple, ans
                                      "content": {"application/json": {"schema": _one_of(*requests)}}}, **auth}}
 
 
-def rag_paths(error, unauthorized: tuple, auth: dict) -> dict:
-    """The paths of the RAG routes; error(status) gives the response object of an error status."""
+def model_names(models: list) -> list[str]:
+    """Every name the models answer to: served ids and aliases."""
+    return [name for model in models for name in (model.id, *model.source.aliases)]
+
+
+def bound_prompt_name(properties: dict, models: list) -> None:
+    """prompt_name must be a name a model defines: list them all (only null when no model has prompts)."""
+    prompt_names = sorted({name for model in models for name in model.source.prompts})
+    prompt_name = properties["prompt_name"]["anyOf"]
+    if prompt_names:
+        prompt_name[0]["enum"] = prompt_names
+    else:
+        prompt_name.pop(0)
+
+
+def bound_rag(schemas: dict, models: list, settings) -> None:
+    """Add the bounds that come from the loaded models and the settings to the RAG request models."""
+    embedders = [model for model in models if model.embedder.info.task == "embed"]
+    rerankers = [model for model in models if model.embedder.info.task == "rerank"]
+    dimensions = max((model.embedder.info.dimensions for model in embedders), default=1)
+    for name, field, kind in (("RerankRequest", "documents", rerankers), ("TeiRerankRequest", "texts", rerankers),
+                              ("CohereEmbedRequest", "texts", embedders), ("TeiEmbedRequest", "inputs", embedders)):
+        properties = schemas[name]["properties"]
+        lists = [item for item in properties[field].get("anyOf", [properties[field]]) if item.get("type") == "array"]
+        for schema in lists:
+            schema["maxItems"] = settings.max_inputs
+        properties["model"]["examples"] = model_names(kind)
+    schemas["CohereEmbedRequest"]["properties"]["output_dimension"]["anyOf"][0]["maximum"] = dimensions
+    schemas["TeiEmbedRequest"]["properties"]["dimensions"]["anyOf"][0]["maximum"] = dimensions
+    for name in ("TeiEmbedRequest", "TeiTokenizeRequest", "VllmTokenizeRequest"):
+        bound_prompt_name(schemas[name]["properties"], embedders)
+    # Ids every served model knows (a request may name any of them).
+    vocabulary = min(model.embedder.info.vocab_size for model in models)
+    schemas["DetokenizeRequest"]["properties"]["tokens"]["items"] = {"type": "integer", "minimum": 0,
+                                                                     "maximum": vocabulary - 1}
+
+
+def rag_paths(error, unauthorized: tuple, auth: dict, tasks: set[str]) -> dict:
+    """The paths of the RAG routes for the tasks the served models can do; error(status) gives an error's response."""
     vectors = {"type": "array", "items": {"type": "array", "items": {"type": "number"}}}
     tei_tokens = {"type": "array", "items": {"type": "array", "items": _ref(TeiToken)}}
     tei_ranks = {"type": "array", "items": _ref(TeiRank)}
@@ -54,7 +94,7 @@ def rag_paths(error, unauthorized: tuple, auth: dict) -> dict:
               (_ref(RerankResponse),))
     cohere = ("embed", "Embed texts in Cohere's shape, with compact embedding types", (_ref(CohereEmbedRequest),),
               (_ref(CohereEmbedResponse),))
-    return {
+    paths = {
         "/v1/rerank": _post(operation_id="rerankV1", tag=rerank[0], summary=rerank[1], requests=rerank[2],
                             answers=rerank[3], **common),
         "/v2/rerank": _post(operation_id="rerankV2", tag=rerank[0], summary=rerank[1] + " (Cohere v2)",
@@ -69,7 +109,10 @@ def rag_paths(error, unauthorized: tuple, auth: dict) -> dict:
         "/embed": _post(tag="embed", operation_id="embedTei", summary="Embed in TEI's shape: a bare array of vectors",
                         requests=(_ref(TeiEmbedRequest),), answers=(vectors,), **common),
         "/tokenize": _post(tag="tokenize", operation_id="tokenize", summary="Tokens as the model sees them (TEI or vLLM)",
-                           requests=(_ref(TokenizeRequest),), answers=(tei_tokens, _ref(VllmTokens)), **common),
+                           requests=(_ref(TeiTokenizeRequest), _ref(VllmTokenizeRequest)), answers=(tei_tokens, _ref(VllmTokens)), **common),
         "/detokenize": _post(tag="tokenize", operation_id="detokenize", summary="Token ids back to text (vLLM)",
                              requests=(_ref(DetokenizeRequest),), answers=(_ref(Detokenized),), **common),
     }
+    # A route no served model can answer is left out: every documented request can succeed.
+    unserved = {*(() if "rerank" in tasks else RERANK_PATHS), *(() if "embed" in tasks else EMBED_PATHS)}
+    return {path: item for path, item in paths.items() if path not in unserved}

@@ -15,7 +15,8 @@ from .rag_schemas import (
     RerankRequest,
     TeiEmbedRequest,
     TeiRerankRequest,
-    TokenizeRequest,
+    TeiTokenizeRequest,
+    VllmTokenizeRequest,
 )
 from .rag_service import Ranked, cohere_embed, rerank, tei_embed, tokenize
 from .routes import read_json, truncated_response
@@ -87,12 +88,11 @@ def create_tei_embed():
 @bp.post("/tokenize")
 def create_tokenize():
     """Tokens of texts as the model sees them: TEI's `inputs` (token objects) or vLLM's `prompt` (ids)."""
-    request = validate(parse_json(read_json()), TokenizeRequest)
-    if (request.inputs is None) == (request.prompt is None):
-        raise ApiError(400, "Send either 'inputs' (TEI) or 'prompt' (vLLM)", param="inputs", code="invalid_value")
+    data = parse_json(read_json())
+    request = validate(data, VllmTokenizeRequest if "prompt" in data else TeiTokenizeRequest)
     model = find_model(get_registry(), request.model)
     prompt = choose_prompt(model.source, None, request.prompt_name) if model.embedder.info.task == "embed" else ""
-    if request.prompt is not None:
+    if isinstance(request, VllmTokenizeRequest):
         tokens = tokenize(model, prompt + request.prompt, request.add_special_tokens)
         return {"count": len(tokens), "max_model_len": model.embedder.info.max_tokens,
                 "tokens": [token["id"] for token in tokens], "token_strs": [token["text"] for token in tokens]}

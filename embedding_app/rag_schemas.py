@@ -6,7 +6,7 @@ from typing import Annotated, Literal, Union
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StrictBool, StrictInt, StrictStr
 
-from .schemas import _check_text
+from .schemas import Text, _check_text
 
 # Cohere's input_type -> this server's (service.INPUT_TYPE_PROMPTS says which model prompts each one applies).
 COHERE_INPUT_TYPES = {"search_query": "query", "search_document": "document", "classification": "classification",
@@ -31,10 +31,10 @@ class DocumentText(BaseModel):
     """A document given as an object, as Jina and Cohere v1 accept."""
 
     model_config = ConfigDict(extra="forbid")
-    text: StrictStr
+    text: Text
 
 
-Query = Annotated[StrictStr, _texts("query")]
+Query = Annotated[Text, _texts("query")]
 Model = Field(None, description="A served reranker or embedding model id or alias; omitted: the first that can.")
 Strict = ConfigDict(extra="forbid")
 
@@ -45,7 +45,7 @@ class RerankRequest(BaseModel):
     model_config = Strict
     model: StrictStr | None = Model
     query: Query
-    documents: Annotated[list[Union[StrictStr, DocumentText]], Field(min_length=1), _texts("documents")]
+    documents: Annotated[list[Union[Text, DocumentText]], Field(min_length=1), _texts("documents")]
     top_n: StrictInt | None = Field(None, ge=1, description="Return only the N best documents.")
     return_documents: StrictBool | None = Field(None, description="Include each document's text in its result.")
     max_tokens_per_doc: StrictInt | None = Field(None, ge=1, description="Cohere v2: cut documents to N tokens.")
@@ -59,7 +59,7 @@ class TeiRerankRequest(BaseModel):
     model_config = Strict
     model: StrictStr | None = Model
     query: Query
-    texts: Annotated[list[StrictStr], Field(min_length=1), _texts("texts")]
+    texts: Annotated[list[Text], Field(min_length=1), _texts("texts")]
     raw_scores: StrictBool = False
     return_text: StrictBool = False
     truncate: StrictBool | None = None
@@ -71,12 +71,13 @@ class CohereEmbedRequest(BaseModel):
 
     model_config = Strict
     model: StrictStr | None = Model
-    texts: Annotated[list[StrictStr], Field(min_length=1), _texts("texts")]
+    texts: Annotated[list[Text], Field(min_length=1), _texts("texts")]
     input_type: Literal[tuple(COHERE_INPUT_TYPES)] | None = None
     embedding_types: Annotated[list[Literal[EMBEDDING_TYPES]], Field(min_length=1)] | None = None
     output_dimension: StrictInt | None = Field(None, ge=1)
     truncate: Literal["NONE", "START", "END"] | None = None
-    max_tokens: StrictInt | None = Field(None, ge=1, description="Cut each text to N tokens.")
+    max_tokens: StrictInt | None = Field(None, ge=1, description=(
+        "Cut each text to N tokens (its end, or its start with truncate=START), whatever truncate says."))
     priority: StrictInt | None = Field(None, description="Accepted and ignored.")
 
 
@@ -85,8 +86,7 @@ class TeiEmbedRequest(BaseModel):
 
     model_config = Strict
     model: StrictStr | None = Model
-    inputs: Union[Annotated[StrictStr, _texts("inputs")], Annotated[list[StrictStr], Field(min_length=1),
-                                                                   _texts("inputs")]]
+    inputs: Union[Annotated[Text, _texts("inputs")], Annotated[list[Text], Field(min_length=1), _texts("inputs")]]
     truncate: StrictBool | None = None
     truncation_direction: Literal["Right", "Left"] = "Right"
     normalize: StrictBool = True
@@ -94,13 +94,22 @@ class TeiEmbedRequest(BaseModel):
     dimensions: StrictInt | None = Field(None, ge=1)
 
 
-class TokenizeRequest(BaseModel):
-    """Body of POST /tokenize: TEI's `inputs` (answer: token objects) or vLLM's `prompt` (answer: ids)."""
+class TeiTokenizeRequest(BaseModel):
+    """Body of POST /tokenize in TEI's shape (answer: token objects with offsets)."""
 
     model_config = Strict
     model: StrictStr | None = Model
-    inputs: Union[StrictStr, list[StrictStr]] | None = None
-    prompt: StrictStr | None = None
+    inputs: Union[StrictStr, Annotated[list[StrictStr], Field(min_length=1)]]
+    add_special_tokens: StrictBool = True
+    prompt_name: StrictStr | None = None
+
+
+class VllmTokenizeRequest(BaseModel):
+    """Body of POST /tokenize in vLLM's shape, told apart by `prompt` (answer: ids and count)."""
+
+    model_config = Strict
+    model: StrictStr | None = Model
+    prompt: StrictStr
     add_special_tokens: StrictBool = True
     prompt_name: StrictStr | None = None
 

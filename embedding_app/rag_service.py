@@ -86,7 +86,7 @@ def tei_embed(registry: Registry, settings: Settings, request: TeiEmbedRequest) 
         vectors, _, truncated = embed_inputs(model, inputs, prompt, settings, truncation, normalize=False,
                                              param="inputs")
     if request.dimensions:
-        vectors = vectors[:, :request.dimensions]
+        vectors = np.ascontiguousarray(vectors[:, :request.dimensions])  # orjson serialises contiguous arrays only
     if request.normalize:
         vectors = vectors / np.maximum(np.linalg.norm(vectors, axis=1, keepdims=True), 1e-12)
     return vectors, truncated

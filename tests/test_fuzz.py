@@ -7,7 +7,7 @@ import sys
 # Fixed seed: CI replays the same ~1000 cases; change it locally to explore new ones.
 SEED = 20261125
 MAX_EXAMPLES = 100
-OPERATIONS = 6
+OPERATIONS = 11
 
 
 def test_schemathesis_finds_no_failures(minilm_server, output_dir):

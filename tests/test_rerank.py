@@ -98,8 +98,9 @@ def test_a_long_pair_is_truncated_visibly(rag_client):
 
 @pytest.mark.parametrize("body, param, code", [
     ({"query": "q", "documents": []}, "documents", "invalid_value"),
-    ({"query": "", "documents": ["a"]}, "query", "invalid_input"),
-    ({"query": "q", "documents": ["a", ""]}, "documents[1]", "invalid_input"),
+    ({"query": "", "documents": ["a"]}, "query", "invalid_value"),
+    ({"query": "q", "documents": ["a", ""]}, "documents[1]", "invalid_value"),
+    ({"query": "q", "documents": ["a", "b\ud800"]}, "documents[1]", "invalid_value"),
     ({"query": "q", "documents": [{"txt": "a"}]}, "documents[0]", None),
     ({"query": "q", "documents": [3]}, "documents[0]", None),
     ({"query": "q", "documents": "a"}, "documents", "invalid_value"),
@@ -109,7 +110,7 @@ def test_a_long_pair_is_truncated_visibly(rag_client):
     ({"query": "q", "documents": ["a"], "model": "nope"}, "model", "model_not_found"),
     ({"query": "q", "documents": ["a"], "surprise": 1}, "surprise", "unknown_parameter"),
     ({"documents": ["a"]}, "query", "missing_parameter"),
-    ({"query": "q", "texts": [""]}, "texts[0]", "invalid_input"),
+    ({"query": "q", "texts": [""]}, "texts[0]", "invalid_value"),
 ])
 def test_bad_rerank_requests_get_a_named_4xx(rag_client, tiny_source, body, param, code):
     body = {**body, "model": tiny_source.served_name} if body.get("model") == "all-MiniLM-L6-v2" else body
