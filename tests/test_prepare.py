@@ -97,3 +97,15 @@ def test_cli_prints_no_progress_bars(tiny_model_dir, tmp_path):
     assert result.returncode == 0, result.stderr
     assert result.stdout.startswith(f"prepared: {tmp_path / 'm'}")
     assert "it/s]" not in result.stderr and "%|" not in result.stderr
+
+
+def test_a_reranker_is_prepared_with_its_head_and_scores_the_same(tiny_reranker_dir, tmp_path, tiny_reranker):
+    from embedding_app.reranker import Reranker
+
+    out = prepare(str(tiny_reranker_dir), tmp_path / "ranker", quantize="bf16")
+    source = resolve_model(str(out), None)
+    assert source.task == "rerank"
+    engine = tiny_reranker.embedder
+    pairs, _ = engine.pairs(engine.tokenize(["query"])[0], engine.tokenize(["one document", "another one"]), True)
+    original = Reranker.load(tiny_reranker.source, Settings(), "bf16").score(pairs)
+    np.testing.assert_allclose(Reranker.load(source, Settings(), "bf16").score(pairs), original, atol=1e-6)

@@ -178,3 +178,11 @@ def test_an_identity_activation_in_config_gives_raw_scores(tmp_path, tiny_rerank
     expected = cross_encoder.predict([("q", "a"), ("q", "b")], activation_fn=torch.nn.Identity())
     assert np.abs(reranker.score(pairs) - expected).max() <= 1e-5
 
+
+
+@pytest.mark.parametrize("mode", ["bf16", "int8"])
+def test_quantized_rerankers_score_close_to_fp32(tiny_reranker, cross_encoder, documents, mode):
+    reranker = Reranker.load(tiny_reranker.source, Settings(), mode)
+    pairs, _ = reranker.pairs(reranker.tokenize([QUERY])[0], reranker.tokenize(documents), truncate=True)
+    expected = cross_encoder.predict([(QUERY, document) for document in documents])
+    assert np.abs(reranker.score(pairs) - expected).max() <= 0.05
