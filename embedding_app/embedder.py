@@ -19,23 +19,12 @@ from .settings import Settings
 log = logging.getLogger(__name__)
 
 
-def _special_affixes(tokenizer) -> tuple[list[int], list[int]]:
-    """The ids the tokenizer puts before and after a single text (e.g. [CLS] ... [SEP])."""
-    full = tokenizer("a")["input_ids"]
-    bare = tokenizer("a", add_special_tokens=False)["input_ids"]
-    for start in range(len(full) - len(bare) + 1):
-        if full[start:start + len(bare)] == bare:
-            return full[:start], full[start + len(bare):]
-    return [], []
-
-
 class Embedder(Encoder):
     """A loaded model with its tokenizer, ready to embed batches of inputs."""
 
     def __init__(self, model, tokenizer, info: ModelInfo, normalize: bool, batch_tokens: int):
         super().__init__(model, tokenizer, info, batch_tokens)
         self.normalize = normalize
-        self.prefix, self.suffix = _special_affixes(tokenizer)
         self.room = info.max_tokens - len(self.prefix) - len(self.suffix)
         self.pool = POOLERS[info.pooling]
         self.pool_packed = PACKED_POOLERS[info.pooling]

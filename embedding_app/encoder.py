@@ -36,6 +36,16 @@ class ModelInfo:
     task: str = "embed"  # "embed" or "rerank": what requests the model can answer
 
 
+def special_affixes(tokenizer) -> tuple[list[int], list[int]]:
+    """The ids the tokenizer puts before and after a single text (e.g. [CLS] ... [SEP])."""
+    full = tokenizer("a")["input_ids"]
+    bare = tokenizer("a", add_special_tokens=False)["input_ids"]
+    for start in range(len(full) - len(bare) + 1):
+        if full[start:start + len(bare)] == bare:
+            return full[:start], full[start + len(bare):]
+    return [], []
+
+
 def max_tokens(source: ModelSource, tokenizer, config, cap: int = 0) -> int:
     """The input length: sentence-transformers' max_seq_length, else the tokenizer's, capped by positions and cap."""
     limit = source.max_seq_length or tokenizer.model_max_length
@@ -68,7 +78,8 @@ class Encoder:
         self.info = info
         self.batch_tokens = batch_tokens
         self.pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
-        self.room = info.max_tokens  # the tokens left for text once special tokens are added: subclasses set it
+        self.prefix, self.suffix = special_affixes(tokenizer)  # around a single text
+        self.room = info.max_tokens - len(self.prefix) - len(self.suffix)  # tokens left for text (a pair: less)
         body = model if body is None else body  # the encoder stack (a head model keeps it in e.g. .bert)
         # BERT encoders run padding-free (embedding_app/packed.py); other architectures run padded batches.
         self.fallback = fallback or supported(body)

@@ -93,7 +93,7 @@ def tei_embed(registry: Registry, settings: Settings, request: TeiEmbedRequest) 
 
 
 def tokenize(model: ServedModel, text: str, add_special_tokens: bool) -> list[dict]:
-    """Every token of text as the model sees it (special tokens as the embeddings add them), with its offsets."""
+    """Every token of one text as the model sees it (special tokens as the embeddings add them), with offsets."""
     engine = model.embedder
     encoded = engine.tokenizer(text, add_special_tokens=False, return_offsets_mapping=True)
     strings = engine.tokenizer.convert_ids_to_tokens(encoded["input_ids"])
@@ -101,16 +101,7 @@ def tokenize(model: ServedModel, text: str, add_special_tokens: bool) -> list[di
               for i, s, (a, b) in zip(encoded["input_ids"], strings, encoded["offset_mapping"])]
     if not add_special_tokens:
         return tokens
-    prefix, suffix = special_tokens(model)
     special = [[{"id": i, "text": engine.tokenizer.convert_ids_to_tokens(i), "special": True, "start": None,
-                 "stop": None} for i in ids] for ids in (prefix, suffix)]
+                 "stop": None} for i in ids] for ids in (engine.prefix, engine.suffix)]
     return special[0] + tokens + special[1]
 
-
-def special_tokens(model: ServedModel) -> tuple[list[int], list[int]]:
-    """The ids the model adds before and after one text (a reranker: around the query of a pair)."""
-    engine = model.embedder
-    if engine.info.task == "rerank":
-        before, middle, _ = engine.template.ids
-        return before, middle
-    return engine.prefix, engine.suffix
