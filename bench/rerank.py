@@ -13,6 +13,7 @@ import argparse
 import json
 import tempfile
 import time
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -29,10 +30,9 @@ def _build_reranker(directory: Path) -> Path:
     """all-MiniLM-L6-v2's encoder with a seeded random one-label head, saved as a cross-encoder directory."""
     import torch
     from transformers import AutoTokenizer, BertForSequenceClassification
+    from transformers.utils import logging
 
     from embedding_app.model_source import default_model_dir
-
-    from transformers.utils import logging
 
     logging.set_verbosity_error()  # the random head is intended: no load report about its missing weights
     torch.manual_seed(0)
@@ -89,7 +89,7 @@ def measure_rerank(threads: int, rounds: int, queries: int, documents: int) -> t
     pairs = sum(len(docs) for _, docs in requests)
     timings = {"CrossEncoder.predict (fp32, batch 32)": _best(theirs, rounds)}
     for mode, engine in engines.items():
-        timings[f"packed Reranker ({mode})"] = _best(lambda: ours(engine), rounds)
+        timings[f"packed Reranker ({mode})"] = _best(partial(ours, engine), rounds)
     diffs = {"CrossEncoder.predict (fp32, batch 32)": 0.0,
              **{f"packed Reranker ({mode})": float(np.abs(ours(e) - expected).max()) for mode, e in engines.items()}}
     base = timings["CrossEncoder.predict (fp32, batch 32)"]
@@ -106,7 +106,10 @@ def measure_compact() -> list[list]:
     from embedding_app.settings import Settings
 
     embedder = Embedder.load(resolve_model("", None), Settings(), "fp32")
-    embed = lambda texts: embedder.embed(embedder.finish(embedder.tokenize(texts), True))  # noqa: E731
+
+    def embed(texts: list[str]) -> np.ndarray:
+        return embedder.embed(embedder.finish(embedder.tokenize(texts), True))
+
     passages = embed(load_texts())
     queries = embed(json.loads((DATA / "queries.json").read_text())["queries"])
     reference = top_k(queries, passages)

@@ -7,8 +7,8 @@ from pydantic import BaseModel
 from .rag_schemas import (
     CohereEmbedRequest,
     CohereEmbedResponse,
-    DetokenizeRequest,
     Detokenized,
+    DetokenizeRequest,
     RerankRequest,
     RerankResponse,
     TeiEmbedRequest,

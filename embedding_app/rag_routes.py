@@ -18,10 +18,10 @@ from .rag_schemas import (
     TeiTokenizeRequest,
     VllmTokenizeRequest,
 )
-from .rag_service import Ranked, cohere_embed, rerank, tei_embed, tokenize
+from .rag_service import Ranked, cohere_embed, rerank, tei_embed, tei_truncation, tokenize
 from .routes import read_json, truncated_response
 from .runtime import get_registry
-from .service import Truncation, choose_prompt, find_model
+from .service import choose_prompt, find_model
 
 bp = Blueprint("rag", __name__)
 
@@ -43,8 +43,7 @@ def _rerank_body(ranked: Ranked, documents: list[str], return_documents: bool) -
 def _tei_rerank(data: dict):
     request = validate(data, TeiRerankRequest)
     settings = _settings()
-    truncation = Truncation(settings.truncate if request.truncate is None else request.truncate,
-                            request.truncation_direction == "Left")
+    truncation = tei_truncation(settings, request.truncate, request.truncation_direction)
     ranked = rerank(get_registry(), settings, request.model, request.query, request.texts, raw=request.raw_scores,
                     truncation=truncation, param="texts")
     body = [{"index": i, "score": score, **({"text": request.texts[i]} if request.return_text else {})}

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Literal, Union
+from typing import Annotated, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StrictBool, StrictInt, StrictStr
 
@@ -45,7 +45,7 @@ class RerankRequest(BaseModel):
     model_config = Strict
     model: StrictStr | None = Model
     query: Query
-    documents: Annotated[list[Union[Text, DocumentText]], Field(min_length=1), _texts("documents")]
+    documents: Annotated[list[Text | DocumentText], Field(min_length=1), _texts("documents")]
     top_n: StrictInt | None = Field(None, ge=1, description="Return only the N best documents.")
     return_documents: StrictBool | None = Field(None, description="Include each document's text in its result.")
     max_tokens_per_doc: StrictInt | None = Field(None, ge=1, description="Cohere v2: cut documents to N tokens.")
@@ -86,7 +86,7 @@ class TeiEmbedRequest(BaseModel):
 
     model_config = Strict
     model: StrictStr | None = Model
-    inputs: Union[Annotated[Text, _texts("inputs")], Annotated[list[Text], Field(min_length=1), _texts("inputs")]]
+    inputs: Annotated[Text, _texts("inputs")] | Annotated[list[Text], Field(min_length=1), _texts("inputs")]
     truncate: StrictBool | None = None
     truncation_direction: Literal["Right", "Left"] = "Right"
     normalize: StrictBool = True
@@ -99,7 +99,7 @@ class TeiTokenizeRequest(BaseModel):
 
     model_config = Strict
     model: StrictStr | None = Model
-    inputs: Union[StrictStr, Annotated[list[StrictStr], Field(min_length=1)]]
+    inputs: StrictStr | Annotated[list[StrictStr], Field(min_length=1)]
     add_special_tokens: StrictBool = True
     prompt_name: StrictStr | None = None
 
@@ -165,7 +165,7 @@ class CohereEmbedResponse(BaseModel):
 
     id: str
     response_type: Literal["embeddings_by_type", "embeddings_floats"]
-    embeddings: Union[dict[str, list], list[list[float]]]
+    embeddings: dict[str, list] | list[list[float]]
     texts: list[str]
     meta: dict
 

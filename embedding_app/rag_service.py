@@ -29,6 +29,11 @@ class Ranked(NamedTuple):
     truncated: int
 
 
+def tei_truncation(settings: Settings, truncate: bool | None, direction: str) -> Truncation:
+    """TEI's truncate (omitted: TRUNCATE) and truncation_direction (Left drops the start)."""
+    return Truncation(settings.truncate if truncate is None else truncate, direction == "Left")
+
+
 def rerank(registry: Registry, settings: Settings, model_name: str | None, query: str, documents: list[str],
            top_n: int | None = None, raw: bool = False, truncation: Truncation | None = None,
            param: str = "documents", max_document_tokens: int | None = None) -> Ranked:
@@ -80,8 +85,7 @@ def tei_embed(registry: Registry, settings: Settings, request: TeiEmbedRequest) 
         check_dimensions(model, request.dimensions)
         prompt = choose_prompt(model.source, None, request.prompt_name)
         texts = [request.inputs] if isinstance(request.inputs, str) else request.inputs
-        truncation = Truncation(settings.truncate if request.truncate is None else request.truncate,
-                                request.truncation_direction == "Left")
+        truncation = tei_truncation(settings, request.truncate, request.truncation_direction)
         inputs = Inputs("texts", texts, single=isinstance(request.inputs, str))
         vectors, _, truncated = embed_inputs(model, inputs, prompt, settings, truncation, normalize=False,
                                              param="inputs")

@@ -64,7 +64,14 @@ def assert_matches_omitting_none(model: type[BaseModel], body) -> None:
 
 
 def test_rag_bodies_match_their_models(rag_client):
-    from embedding_app.rag_schemas import CohereEmbedResponse, Detokenized, RerankResponse, TeiRank, TeiToken, VllmTokens
+    from embedding_app.rag_schemas import (
+        CohereEmbedResponse,
+        Detokenized,
+        RerankResponse,
+        TeiRank,
+        TeiToken,
+        VllmTokens,
+    )
 
     rerank = {"query": "q", "documents": ["a", "b"]}
     assert_matches_omitting_none(RerankResponse, rag_client.post("/v1/rerank", json=rerank).get_json())
