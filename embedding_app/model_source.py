@@ -55,7 +55,8 @@ def detect_task(config: dict) -> str:
     architectures = config.get("architectures") or []
     if any(name.endswith("ForSequenceClassification") for name in architectures):
         return "rerank"
-    if "sbert_ce_default_activation_function" in config or "activation_fn" in (config.get("sentence_transformers") or {}):
+    cross_encoder = config.get("sentence_transformers") or {}
+    if "sbert_ce_default_activation_function" in config or "activation_fn" in cross_encoder:
         return "rerank"
     return "embed"
 

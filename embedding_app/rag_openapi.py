@@ -21,7 +21,8 @@ from .rag_schemas import (
 )
 
 MODELS = [RerankRequest, TeiRerankRequest, RerankResponse, TeiRank, CohereEmbedRequest, CohereEmbedResponse,
-          TeiEmbedRequest, TeiTokenizeRequest, VllmTokenizeRequest, TeiToken, VllmTokens, DetokenizeRequest, Detokenized]
+          TeiEmbedRequest, TeiTokenizeRequest, VllmTokenizeRequest, TeiToken, VllmTokens, DetokenizeRequest,
+          Detokenized]
 REF = "#/components/schemas/{model}"
 RERANK_PATHS = ("/v1/rerank", "/v2/rerank", "/rerank")
 EMBED_PATHS = ("/v1/embed", "/v2/embed", "/embed")
@@ -36,7 +37,7 @@ def _one_of(*schemas: dict) -> dict:
     return schemas[0] if len(schemas) == 1 else {"oneOf": list(schemas)}
 
 
-def _post(error, tag: str, operation_id: str, summary: str, requests: tuple, answers: tuple, unauthorized: tuple,
+def _post(error, operation_id: str, tag: str, summary: str, requests: tuple, answers: tuple, unauthorized: tuple,
           auth: dict) -> dict:
     """One POST operation: JSON request(s) in, JSON answer(s) out, errors in the OpenAI shape."""
     responses = {"200": {"description": "OK", "content": {"application/json": {"schema": _one_of(*answers)}}}}
@@ -89,30 +90,23 @@ def rag_paths(error, unauthorized: tuple, auth: dict, tasks: set[str]) -> dict:
     vectors = {"type": "array", "items": {"type": "array", "items": {"type": "number"}}}
     tei_tokens = {"type": "array", "items": {"type": "array", "items": _ref(TeiToken)}}
     tei_ranks = {"type": "array", "items": _ref(TeiRank)}
-    common = {"error": error, "unauthorized": unauthorized, "auth": auth}
-    rerank = ("rerank", "Rank documents by relevance to a query (Jina / Cohere shape)", (_ref(RerankRequest),),
-              (_ref(RerankResponse),))
-    cohere = ("embed", "Embed texts in Cohere's shape, with compact embedding types", (_ref(CohereEmbedRequest),),
-              (_ref(CohereEmbedResponse),))
-    paths = {
-        "/v1/rerank": _post(operation_id="rerankV1", tag=rerank[0], summary=rerank[1], requests=rerank[2],
-                            answers=rerank[3], **common),
-        "/v2/rerank": _post(operation_id="rerankV2", tag=rerank[0], summary=rerank[1] + " (Cohere v2)",
-                            requests=rerank[2], answers=rerank[3], **common),
-        "/rerank": _post(tag="rerank", operation_id="rerank", summary="Rerank: Jina / Cohere shape, or TEI's (texts)",
-                         requests=(_ref(RerankRequest), _ref(TeiRerankRequest)), answers=(_ref(RerankResponse), tei_ranks),
-                         **common),
-        "/v1/embed": _post(operation_id="embedCohereV1", tag=cohere[0], summary=cohere[1] + " (v1)",
-                           requests=cohere[2], answers=cohere[3], **common),
-        "/v2/embed": _post(operation_id="embedCohereV2", tag=cohere[0], summary=cohere[1], requests=cohere[2],
-                           answers=cohere[3], **common),
-        "/embed": _post(tag="embed", operation_id="embedTei", summary="Embed in TEI's shape: a bare array of vectors",
-                        requests=(_ref(TeiEmbedRequest),), answers=(vectors,), **common),
-        "/tokenize": _post(tag="tokenize", operation_id="tokenize", summary="Tokens as the model sees them (TEI or vLLM)",
-                           requests=(_ref(TeiTokenizeRequest), _ref(VllmTokenizeRequest)), answers=(tei_tokens, _ref(VllmTokens)), **common),
-        "/detokenize": _post(tag="tokenize", operation_id="detokenize", summary="Token ids back to text (vLLM)",
-                             requests=(_ref(DetokenizeRequest),), answers=(_ref(Detokenized),), **common),
+    rerank = (_ref(RerankRequest),), (_ref(RerankResponse),)
+    cohere = (_ref(CohereEmbedRequest),), (_ref(CohereEmbedResponse),)
+    # path: (operationId, tag, summary, request schemas, answer schemas)
+    routes = {
+        "/v1/rerank": ("rerankV1", "rerank", "Rank documents by relevance to a query (Jina, Cohere v1)", *rerank),
+        "/v2/rerank": ("rerankV2", "rerank", "Rank documents by relevance to a query (Cohere v2)", *rerank),
+        "/rerank": ("rerank", "rerank", "Rerank: Jina / Cohere shape, or TEI's (with texts)",
+                    (_ref(RerankRequest), _ref(TeiRerankRequest)), (_ref(RerankResponse), tei_ranks)),
+        "/v1/embed": ("embedCohereV1", "embed", "Embed texts in Cohere's v1 shape", *cohere),
+        "/v2/embed": ("embedCohereV2", "embed", "Embed texts in Cohere's shape, with compact embedding types", *cohere),
+        "/embed": ("embedTei", "embed", "Embed in TEI's shape: a bare array of vectors", (_ref(TeiEmbedRequest),),
+                   (vectors,)),
+        "/tokenize": ("tokenize", "tokenize", "Tokens as the model sees them (TEI or vLLM)",
+                      (_ref(TeiTokenizeRequest), _ref(VllmTokenizeRequest)), (tei_tokens, _ref(VllmTokens))),
+        "/detokenize": ("detokenize", "tokenize", "Token ids back to text (vLLM)", (_ref(DetokenizeRequest),),
+                        (_ref(Detokenized),)),
     }
     # A route no served model can answer is left out: every documented request can succeed.
     unserved = {*(() if "rerank" in tasks else RERANK_PATHS), *(() if "embed" in tasks else EMBED_PATHS)}
-    return {path: item for path, item in paths.items() if path not in unserved}
+    return {path: _post(error, *route, unauthorized, auth) for path, route in routes.items() if path not in unserved}

@@ -73,7 +73,7 @@ def create_cohere_embed():
     request = validate(parse_json(read_json()), CohereEmbedRequest)
     # Cohere v1 answers a request without embedding_types with bare floats; v2 always by type.
     by_type = request.embedding_types is not None or not http.path.startswith("/v1/")
-    return truncated_response(cohere_embed(get_registry(), _settings(), request, by_type), 0)
+    return truncated_response(*cohere_embed(get_registry(), _settings(), request, by_type))
 
 
 @bp.post("/embed")

@@ -44,10 +44,9 @@ def rerank(registry: Registry, settings: Settings, model_name: str | None, query
         truncation = truncation or Truncation(settings.truncate)
         reranker = model.embedder
         query_ids, *document_ids = reranker.tokenize([query, *documents], whole=truncation.from_start)
-        if max_document_tokens:
-            document_ids = [ids[:max_document_tokens] for ids in document_ids]
         try:
-            pairs, truncated = reranker.pairs(query_ids, document_ids, truncation.enabled, truncation.from_start)
+            pairs, truncated = reranker.pairs(query_ids, document_ids, truncation.enabled, truncation.from_start,
+                                              max_document_tokens)
         except InputError as exc:
             raise ApiError(400, f"Invalid {param}[{exc.index}]: {exc}", param=f"{param}[{exc.index}]",
                            code="invalid_input") from None
@@ -59,8 +58,10 @@ def rerank(registry: Registry, settings: Settings, model_name: str | None, query
     return Ranked(model.id, [(i, float(scores[i])) for i in order], tokens, truncated)
 
 
-def cohere_embed(registry: Registry, settings: Settings, request: CohereEmbedRequest, by_type: bool) -> dict:
-    """A Cohere embed answer: one array per embedding type (by_type), or bare floats (v1 without types)."""
+def cohere_embed(registry: Registry, settings: Settings, request: CohereEmbedRequest,
+                 by_type: bool) -> tuple[dict, int]:
+    """A Cohere embed answer (one array per embedding type, or bare floats for v1 without types) and how many texts
+    were truncated."""
     with thread_budget.busy():
         model = find_model(registry, request.model, "embed")
         check_dimensions(model, request.output_dimension, "output_dimension")
@@ -68,14 +69,15 @@ def cohere_embed(registry: Registry, settings: Settings, request: CohereEmbedReq
         prompt = choose_prompt(model.source, input_type, None)
         truncate = request.truncate or ("END" if settings.truncate else "NONE")
         truncation = Truncation(truncate != "NONE", truncate == "START", request.max_tokens)
-        vectors, tokens, _ = embed_inputs(model, Inputs("texts", request.texts, single=False), prompt, settings,
-                                          truncation, param="texts")
+        vectors, tokens, truncated = embed_inputs(model, Inputs("texts", request.texts, single=False), prompt,
+                                                  settings, truncation, param="texts")
     vectors = shorten(vectors, request.output_dimension)
     types = request.embedding_types or ["float"]
     embeddings = {kind: compact(vectors, kind) for kind in dict.fromkeys(types)} if by_type else list(vectors)
-    return {"id": str(uuid.uuid4()), "response_type": "embeddings_by_type" if by_type else "embeddings_floats",
+    body = {"id": str(uuid.uuid4()), "response_type": "embeddings_by_type" if by_type else "embeddings_floats",
             "embeddings": embeddings, "texts": request.texts,
             "meta": {"api_version": {"version": "2"}, "billed_units": {"input_tokens": tokens}}}
+    return body, truncated
 
 
 def tei_embed(registry: Registry, settings: Settings, request: TeiEmbedRequest) -> tuple[np.ndarray, int]:

@@ -116,19 +116,24 @@ class Reranker(Encoder):
                  time.perf_counter() - started, mode, info.max_tokens, reranker.describe_path())
         return reranker
 
-    def pairs(self, query: list[int], documents: list[list[int]], truncate: bool,
-              from_start: bool = False) -> tuple[list[Pair], int]:
-        """The finished pairs of a query with each document, and how many were truncated to fit the model."""
+    def pairs(self, query: list[int], documents: list[list[int]], truncate: bool, from_start: bool = False,
+              limit: int | None = None) -> tuple[list[Pair], int]:
+        """The finished pairs of a query with each document (cut to limit tokens, if given: it always cuts), and
+        how many were truncated."""
         pairs, truncated = [], 0
         for index, document in enumerate(documents):
+            capped = bool(limit) and len(document) > limit
+            document = cut(document, limit, from_start) if capped else document
             keep_query, keep_document = longest_first(len(query), len(document), self.room)
-            if (keep_query, keep_document) != (len(query), len(document)):
-                if not truncate:
-                    raise InputError(index, f"the query and document have at least {len(query) + len(document) + self.template.specials} "
-                                            f"tokens, more than the limit of {self.info.max_tokens} per pair "
-                                            "(the model's maximum or MAX_TOKENS_PER_INPUT), and truncation is off")
-                truncated += 1
-            pairs.append(self.template.build(cut(query, keep_query, from_start), cut(document, keep_document, from_start)))
+            fitted = (keep_query, keep_document) != (len(query), len(document))
+            if fitted and not truncate:
+                count = len(query) + len(document) + self.template.specials
+                raise InputError(index, f"the query and document have at least {count} tokens, more than the limit "
+                                        f"of {self.info.max_tokens} per pair (the model's maximum or "
+                                        "MAX_TOKENS_PER_INPUT), and truncation is off")
+            truncated += capped or fitted
+            pairs.append(self.template.build(cut(query, keep_query, from_start),
+                                             cut(document, keep_document, from_start)))
         return pairs, truncated
 
     def _logits_packed(self, pairs: list[Pair]) -> torch.Tensor:

@@ -134,3 +134,14 @@ def test_bad_requests_get_a_named_4xx(rag_client, path, body, param):
     response = rag_client.post(path, json=body)
     assert 400 <= response.status_code < 500, response.get_data(as_text=True)
     assert response.get_json()["error"]["param"] == param
+
+
+def test_truncation_is_visible_on_cohere_embed_and_rerank(rag_client):
+    long = " ".join(f"w{i}" for i in range(60))
+    embedded = rag_client.post("/v2/embed", json={"texts": [long, "short", "a b c d"], "max_tokens": 3})
+    assert embedded.status_code == 200 and embedded.headers["X-Truncated-Inputs"] == "2"
+    ranked = rag_client.post("/v2/rerank", json={"query": "q", "documents": ["a b c d", "a", long],
+                                                 "max_tokens_per_doc": 2})
+    assert ranked.status_code == 200 and ranked.headers["X-Truncated-Inputs"] == "2"
+    uncut = rag_client.post("/v2/rerank", json={"query": "q", "documents": ["a b"]}).get_json()["usage"]
+    assert ranked.get_json()["usage"]["total_tokens"] == 3 * uncut["total_tokens"] - 1  # q + 2, 1, 2 tokens
