@@ -8,7 +8,7 @@ from pydantic import BaseModel
 from pydantic.json_schema import models_json_schema
 
 from .rag_openapi import MODELS as RAG_MODELS
-from .rag_openapi import bound_prompt_name, bound_rag, model_names, rag_paths
+from .rag_openapi import bound_model, bound_prompt_name, bound_rag, rag_paths
 from .schemas import EmbeddingRequest, EmbeddingResponse, ErrorResponse, Health, ModelCard, ModelList, ServerInfo
 from .settings import Settings
 
@@ -64,7 +64,7 @@ def _bound_request(schema: dict, models: list[ServedModel], settings: Settings) 
     ids["items"] = id_lists["items"]["items"] = token
     texts["maxItems"] = id_lists["maxItems"] = settings.max_inputs
     properties["dimensions"]["anyOf"][0]["maximum"] = max(info.dimensions for info in infos)
-    properties["model"]["examples"] = model_names(models)
+    bound_model(properties, models)
     bound_prompt_name(properties, models)
 
 

@@ -53,6 +53,13 @@ def model_names(models: list) -> list[str]:
     return [name for model in models for name in (model.id, *model.source.aliases)]
 
 
+def bound_model(properties: dict, models: list) -> None:
+    """model must name one of these models (those that can answer the request): list every name they answer to."""
+    names = model_names(models)
+    properties["model"]["examples"] = names
+    properties["model"]["anyOf"][0]["enum"] = names
+
+
 def bound_prompt_name(properties: dict, models: list) -> None:
     """prompt_name must be a name a model defines: list them all (only null when no model has prompts)."""
     prompt_names = sorted({name for model in models for name in model.source.prompts})
@@ -74,7 +81,7 @@ def bound_rag(schemas: dict, models: list, settings) -> None:
         lists = [item for item in properties[field].get("anyOf", [properties[field]]) if item.get("type") == "array"]
         for schema in lists:
             schema["maxItems"] = settings.max_inputs
-        properties["model"]["examples"] = model_names(kind)
+        bound_model(properties, kind)
     schemas["CohereEmbedRequest"]["properties"]["output_dimension"]["anyOf"][0]["maximum"] = dimensions
     schemas["TeiEmbedRequest"]["properties"]["dimensions"]["anyOf"][0]["maximum"] = dimensions
     for name in ("TeiEmbedRequest", "TeiTokenizeRequest", "VllmTokenizeRequest"):
