@@ -23,7 +23,7 @@ def run_schemathesis(url: str, output_dir, name: str, *options: str) -> dict:
                "--checks", "all", "--max-examples", str(MAX_EXAMPLES), "--seed", str(SEED), "--workers", "1",
                "--request-timeout", "30", "--generation-database", "none", "--no-color",
                "--report", "json", "--report-json-path", str(report), *options]
-    result = subprocess.run(command, capture_output=True, text=True, timeout=300, cwd=output_dir)
+    result = subprocess.run(command, capture_output=True, text=True, timeout=300, cwd=output_dir, check=False)
     (output_dir / f"{name}.txt").write_text(result.stdout + result.stderr)
     # Judged on the exit code and the machine-readable report, never on the console's wording.
     assert result.returncode == 0, result.stdout[-5000:] + result.stderr[-2000:]
