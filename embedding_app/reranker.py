@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 import logging
 import time
 from dataclasses import dataclass
@@ -95,6 +96,9 @@ class Reranker(Encoder):
         super().__init__(model, tokenizer, info, batch_tokens, body=model if reason else model.bert, fallback=reason)
         self.template = pair_template(tokenizer)
         self.room = info.max_tokens - self.template.specials
+        # Token types go to models that take them and tokenizers that make them (not DistilBERT, for one).
+        self.with_types = ("token_type_ids" in tokenizer.model_input_names
+                           and "token_type_ids" in inspect.signature(model.forward).parameters)
         self.activate = activation(model.config)
 
     @classmethod
@@ -152,7 +156,8 @@ class Reranker(Encoder):
             ids[row, :len(pair_ids)] = torch.tensor(pair_ids)
             types[row, :len(pair_ids)] = torch.tensor(pair_types)
             mask[row, :len(pair_ids)] = 1
-        return self.model(input_ids=ids, attention_mask=mask, token_type_ids=types).logits
+        extra = {"token_type_ids": types} if self.with_types else {}
+        return self.model(input_ids=ids, attention_mask=mask, **extra).logits
 
     @torch.inference_mode()
     def score(self, pairs: list[Pair], raw: bool = False) -> np.ndarray:

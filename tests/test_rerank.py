@@ -186,3 +186,22 @@ def test_quantized_rerankers_score_close_to_fp32(tiny_reranker, cross_encoder, d
     pairs, _ = reranker.pairs(reranker.tokenize([QUERY])[0], reranker.tokenize(documents), truncate=True)
     expected = cross_encoder.predict([(QUERY, document) for document in documents])
     assert np.abs(reranker.score(pairs) - expected).max() <= 0.05
+
+
+def test_a_cross_encoder_without_token_types_runs_padded_and_equals_cross_encoder(tmp_path, minilm_dir, texts):
+    from sentence_transformers import CrossEncoder
+    from transformers import AutoTokenizer, DistilBertConfig, DistilBertForSequenceClassification
+
+    tokenizer = AutoTokenizer.from_pretrained(minilm_dir)
+    tokenizer.model_input_names = ["input_ids", "attention_mask"]  # as DistilBERT's own tokenizer says
+    torch.manual_seed(2)
+    config = DistilBertConfig(vocab_size=len(tokenizer), dim=32, n_layers=2, n_heads=2, hidden_dim=37,
+                              max_position_embeddings=MAX_TOKENS, num_labels=1, initializer_range=0.2)
+    DistilBertForSequenceClassification(config).save_pretrained(tmp_path / "distil")
+    tokenizer.save_pretrained(tmp_path / "distil")
+    reranker = Reranker.load(resolve_model(str(tmp_path / "distil"), None), Settings(), "fp32")
+    assert reranker.packed is None and "DistilBert" in reranker.describe_path()
+    pairs, _ = reranker.pairs(reranker.tokenize([QUERY])[0], reranker.tokenize(texts[:20]), truncate=True)
+    reference = CrossEncoder(str(tmp_path / "distil"), device="cpu", max_length=MAX_TOKENS)
+    expected = reference.predict([(QUERY, text) for text in texts[:20]])
+    assert np.abs(reranker.score(pairs) - expected).max() <= 1e-5
