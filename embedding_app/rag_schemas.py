@@ -6,7 +6,7 @@ from typing import Annotated, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StrictBool, StrictInt, StrictStr
 
-from .schemas import Text, _check_text
+from .schemas import Text, check_text
 
 # Cohere's input_type -> this server's (service.INPUT_TYPE_PROMPTS says which model prompts each one applies).
 COHERE_INPUT_TYPES = {"search_query": "query", "search_document": "document", "classification": "classification",
@@ -18,11 +18,11 @@ def _texts(param: str):
     """A validator that rejects empty and unencodable texts, naming the one at fault (e.g. documents[2])."""
     def check(value):
         if isinstance(value, str):
-            _check_text(value, param)
+            check_text(value, param)
             return value
         texts = [item if isinstance(item, str) else item.text for item in value]
         for index, text in enumerate(texts):
-            _check_text(text, f"{param}[{index}]")
+            check_text(text, f"{param}[{index}]")
         return texts
     return AfterValidator(check)
 

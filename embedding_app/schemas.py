@@ -35,7 +35,8 @@ def _check_token_ids(ids: list, param: str) -> None:
             raise _invalid(f"{param}[{j}]", f"'{param}[{j}]' must be a token id (integer), got {_kind(item)}")
 
 
-def _check_text(text: str, param: str) -> None:
+def check_text(text: str, param: str) -> None:
+    """Reject an empty text or one no tokenizer can encode, naming param."""
     if not text:
         raise _invalid(param, f"'{param}' must not be an empty string")
     try:
@@ -48,7 +49,7 @@ def _check_text(text: str, param: str) -> None:
 def parse_input(value: Any) -> Inputs:
     """Parse `input` into Inputs, with messages that name the offending element, e.g. input[3]."""
     if isinstance(value, str):
-        _check_text(value, "input")
+        check_text(value, "input")
         return Inputs("texts", [value], single=True)
     if not isinstance(value, list):
         raise _invalid("input", f"'input' must be {INPUT_KINDS}; got {_kind(value)}")
@@ -62,7 +63,7 @@ def parse_input(value: Any) -> Inputs:
             raise _invalid(f"input[{i}]", f"input[{i}] is {_kind(item)} but input[0] is {first}: "
                                           "all items of 'input' must be of one kind")
         if first == "string":
-            _check_text(item, f"input[{i}]")
+            check_text(item, f"input[{i}]")
         if first == "array":
             _check_token_ids(item, f"input[{i}]")
     if first == "token id":
