@@ -145,3 +145,23 @@ def test_truncation_is_visible_on_cohere_embed_and_rerank(rag_client):
     assert ranked.status_code == 200 and ranked.headers["X-Truncated-Inputs"] == "2"
     uncut = rag_client.post("/v2/rerank", json={"query": "q", "documents": ["a b"]}).get_json()["usage"]
     assert ranked.get_json()["usage"]["total_tokens"] == 3 * uncut["total_tokens"] - 1  # q + 2, 1, 2 tokens
+
+
+def test_int8_keeps_float_top10_retrieval_on_real_texts(minilm_dir, texts):
+    import json
+
+    from embedding_app.compact import to_int8
+    from embedding_app.embedder import Embedder
+    from embedding_app.model_source import resolve_model
+    from embedding_app.settings import Settings
+    from harness.quality import overlap, top_k
+
+    from .conftest import DATA
+
+    embedder = Embedder.load(resolve_model(str(minilm_dir), None), Settings(), "fp32")
+    passages = embedder.embed(embedder.finish(embedder.tokenize(texts), True))
+    queries = embedder.embed(embedder.finish(embedder.tokenize(json.loads((DATA / "queries.json").read_text())[
+        "queries"]), True))
+    int8_queries, int8_passages = to_int8(queries).astype(np.int32), to_int8(passages).astype(np.int32)
+    ranked = np.argsort(-(int8_queries @ int8_passages.T), axis=1, kind="stable")[:, :10]
+    assert overlap(top_k(queries, passages), ranked) >= 0.97
