@@ -55,6 +55,23 @@ def _best_round_robin(functions: dict, rounds: int) -> dict[str, float]:
     return best
 
 
+def _workload(queries: int, documents: int) -> list[tuple[str, list[str]]]:
+    """One request per query of tests/data, each with `documents` of its real passages (in turn, wrapping round)."""
+    asked = json.loads((DATA / "queries.json").read_text())["queries"][:queries]
+    passages = load_texts()
+    return [(query, [passages[(i * documents + j) % len(passages)] for j in range(documents)])
+            for i, query in enumerate(asked)]
+
+
+def _score_requests(engine, requests: list[tuple[str, list[str]]]) -> np.ndarray:
+    """Scores of every request, as the server computes them per request: tokenize, pair, truncate, score."""
+    scores = []
+    for query, docs in requests:
+        query_ids, *doc_ids = engine.tokenize([query, *docs])
+        scores.append(engine.score(engine.pairs(query_ids, doc_ids, True)[0]))
+    return np.concatenate(scores)
+
+
 def measure_rerank(threads: int, rounds: int, queries: int, documents: int) -> tuple[list[list], str]:
     """Rows (path, pairs/s, real tokens/s, ratio, max |score diff|) for the packed path and CrossEncoder.predict."""
     import torch
@@ -65,36 +82,25 @@ def measure_rerank(threads: int, rounds: int, queries: int, documents: int) -> t
     from embedding_app.settings import Settings
 
     torch.set_num_threads(threads)
-    asked = json.loads((DATA / "queries.json").read_text())["queries"][:queries]
-    passages = load_texts()
-    requests = [(query, [passages[(i * documents + j) % len(passages)] for j in range(documents)])
-                for i, query in enumerate(asked)]
+    requests = _workload(queries, documents)
     with tempfile.TemporaryDirectory() as tmp:
         directory = _build_reranker(Path(tmp))
         source = resolve_model(str(directory), None)
-        engines = {mode: Reranker.load(source, Settings(), mode) for mode in ("fp32", "bf16")}
+        engines = {f"packed Reranker ({mode})": Reranker.load(source, Settings(), mode) for mode in ("fp32", "bf16")}
         reference = CrossEncoder(str(directory), device="cpu", max_length=MAX_TOKENS)
-
-    def ours(engine):
-        scores = []
-        for query, docs in requests:  # as the server does per request: tokenize, pair, truncate, score
-            query_ids, *doc_ids = engine.tokenize([query, *docs])
-            scores.append(engine.score(engine.pairs(query_ids, doc_ids, True)[0]))
-        return np.concatenate(scores)
 
     def theirs():
         return np.concatenate([reference.predict([(query, d) for d in docs], batch_size=32) for query, docs in requests])
 
+    paths = {"CrossEncoder.predict (fp32, batch 32)": theirs,
+             **{name: partial(_score_requests, engine, requests) for name, engine in engines.items()}}
     expected = theirs()
-    engine = engines["fp32"]
+    diffs = {name: float(np.abs(score() - expected).max()) for name, score in paths.items()}
+    engine = engines["packed Reranker (fp32)"]
     tokens = sum(len(ids) for query, docs in requests
                  for ids, _ in engine.pairs(engine.tokenize([query])[0], engine.tokenize(docs), True)[0])
     pairs = sum(len(docs) for _, docs in requests)
-    timings = _best_round_robin({"CrossEncoder.predict (fp32, batch 32)": theirs,
-                                 **{f"packed Reranker ({mode})": partial(ours, e) for mode, e in engines.items()}},
-                                rounds)
-    diffs = {"CrossEncoder.predict (fp32, batch 32)": 0.0,
-             **{f"packed Reranker ({mode})": float(np.abs(ours(e) - expected).max()) for mode, e in engines.items()}}
+    timings = _best_round_robin(paths, rounds)
     base = timings["CrossEncoder.predict (fp32, batch 32)"]
     rows = [[name, pairs / seconds, tokens / seconds, f"{base / seconds:.2f}×", f"{diffs[name]:.2g}"]
             for name, seconds in timings.items()]
