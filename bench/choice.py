@@ -21,11 +21,11 @@ TEXTS_PER_REQUEST = 32
 def _variants(source, modes: tuple[str, ...]) -> dict[str, object]:
     """Every faithful mode with all-oneDNN and all-F.linear matrix multiplications (when it has the choice)."""
     from embedding_app.kernel_choice import use_kernels
-    from embedding_app.loader import EmbedderBuilder, read_model
+    from embedding_app.loader import EngineBuilder, read_model
     from embedding_app.settings import Settings
 
     settings = Settings()
-    build = EmbedderBuilder(source, settings, *read_model(source, settings), copies=True)
+    build = EngineBuilder(source, settings, *read_model(source, settings), copies=True)
     variants = {}
     for mode in modes:
         for kernel in ("onednn", "F.linear"):
@@ -41,7 +41,7 @@ def run(threads: int, rounds: int, requests: int) -> str:
     """Markdown: the chosen mode and kernels, then every variant's real tokens/s against the fastest."""
     import torch
 
-    from embedding_app.loader import load_embedder
+    from embedding_app.loader import load_engine
     from embedding_app.model_source import resolve_model
     from embedding_app.modes import FAITHFUL_MODES
     from embedding_app.settings import Settings
@@ -49,7 +49,7 @@ def run(threads: int, rounds: int, requests: int) -> str:
 
     torch.set_num_threads(threads)
     source = resolve_model("", None)
-    chosen = load_embedder(source, Settings(kernel_cache_dir=""), "true")
+    chosen = load_engine(source, Settings(kernel_cache_dir=""), "true")
     rng = random.Random(0)
     texts = load_texts()
     batches = [chosen.finish(chosen.tokenize(rng.sample(texts, TEXTS_PER_REQUEST)), True) for _ in range(requests)]

@@ -34,14 +34,14 @@ def measure_modes(modes: tuple[str, ...], threads: int, rounds: int) -> list[Mod
     """Load each mode, then time all modes round-robin (the best of `rounds`) so noise hits them alike."""
     import torch
 
-    from embedding_app.loader import load_embedder
+    from embedding_app.loader import load_engine
     from embedding_app.model_source import resolve_model
     from embedding_app.settings import Settings
     from harness.workload import load_texts
 
     torch.set_num_threads(threads)
     source = resolve_model("", None)
-    embedders = {mode: load_embedder(source, Settings(), mode) for mode in ("fp32", *modes)}
+    embedders = {mode: load_engine(source, Settings(), mode) for mode in ("fp32", *modes)}
     fp32 = embedders["fp32"]
     passages = fp32.finish(fp32.tokenize(load_texts()), True)
     queries = fp32.finish(fp32.tokenize(json.loads((DATA / "queries.json").read_text())["queries"]), True)

@@ -85,13 +85,13 @@ def measure_roofline(mode: str, requests: int, rounds: int) -> Roofline:
     """On one thread: the GEMM and each variant alternately, best of `rounds`, on `requests` x 32 random texts."""
     import torch
 
-    from embedding_app.loader import load_embedder
+    from embedding_app.loader import load_engine
     from embedding_app.model_source import resolve_model
     from embedding_app.settings import Settings
     from harness.workload import load_texts
 
     torch.set_num_threads(1)
-    embedder = load_embedder(resolve_model("", None), Settings(), mode)
+    embedder = load_engine(resolve_model("", None), Settings(), mode)
     texts, rng = load_texts(), random.Random(0)
     batches = [embedder.finish(embedder.tokenize([rng.choice(texts) for _ in range(TEXTS_PER_REQUEST)]), True)
                for _ in range(requests)]

@@ -5,6 +5,8 @@ from __future__ import annotations
 import multiprocessing
 import re
 
+import requests
+
 from harness.server import ROOT, GunicornServer, rss_mb
 
 from .ceiling import CeilingProcesses

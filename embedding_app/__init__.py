@@ -12,7 +12,7 @@ def create_app(settings: Settings | None = None) -> Flask:
     # Imported here, not at the top: gunicorn.conf.py imports this package (settings) in the master, and
     # the blueprints import prometheus_client, which picks multiprocess mode on first import; that must
     # happen in the worker, after on_starting has set PROMETHEUS_MULTIPROC_DIR.
-    from . import docs, routes, system
+    from . import docs, rag_routes, routes, system
     from .auth import require_api_key
     from .errors import register_error_handlers
 
@@ -26,6 +26,7 @@ def create_app(settings: Settings | None = None) -> Flask:
     register_error_handlers(app)
     # Blueprints first: system's request timer must start before the API-key check, so 401s are timed too.
     app.register_blueprint(routes.bp)
+    app.register_blueprint(rag_routes.bp)
     app.register_blueprint(system.bp)
     app.register_blueprint(docs.bp)
     if settings.api_keys:

@@ -8,14 +8,16 @@ from flask import Flask, request
 
 from .errors import ApiError
 
-# The OpenAI routes and their un-prefixed aliases; /, /health, /metrics and the API docs stay public.
-PROTECTED_ALIASES = ("/embeddings", "/models")
+# The API routes outside /v1/ and /v2/: OpenAI's un-prefixed aliases, TEI's and vLLM's routes. /, /health,
+# /metrics and the API docs stay public.
+PROTECTED_ALIASES = ("/embeddings", "/models", "/rerank", "/embed", "/tokenize", "/detokenize")
+PROTECTED_PREFIXES = ("/v1", "/v2")
 
 
 def is_protected(path: str) -> bool:
-    """True for paths that need a key: everything under /v1/ and the un-prefixed OpenAI aliases."""
-    return (path == "/v1" or path.startswith("/v1/") or path in PROTECTED_ALIASES
-            or path.startswith(tuple(alias + "/" for alias in PROTECTED_ALIASES)))
+    """True for paths that need a key: everything under /v1/ and /v2/, and the un-prefixed API routes."""
+    roots = PROTECTED_PREFIXES + PROTECTED_ALIASES
+    return path in roots or path.startswith(tuple(root + "/" for root in roots))
 
 
 def key_matches(given: bytes, keys: tuple[bytes, ...]) -> bool:

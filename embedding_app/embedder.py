@@ -2,107 +2,47 @@
 
 from __future__ import annotations
 
-import logging
-from dataclasses import dataclass
-
 import numpy as np
 import torch
 
-from . import metrics, thread_budget, tokens
-from .batching import packed_chunks, padded_batches
+from .encoder import Encoder, ModelInfo, cut
 from .inputs import InputError
-from .kernel_choice import Choice
-from .packed import PackedBert, pack, supported
+from .packed import pack
 from .pooling import PACKED_POOLERS, POOLERS
 
-log = logging.getLogger(__name__)
-# Out-of-vocabulary ids nearly always come from one client; say how to fix it rather than just refuse.
-TIKTOKEN_HINT = ("Token ids must be this model's own ids. LangChain's OpenAIEmbeddings sends OpenAI tiktoken ids "
-                 "unless created with check_embedding_ctx_length=False: set it, or send text.")
 
-
-@dataclass(frozen=True)
-class ModelInfo:
-    """What the API reports about the served model."""
-
-    id: str
-    dimensions: int
-    max_tokens: int
-    vocab_size: int
-    pooling: str
-    mode: str
-
-
-def _special_affixes(tokenizer) -> tuple[list[int], list[int]]:
-    """The ids the tokenizer puts before and after a single text (e.g. [CLS] ... [SEP])."""
-    full = tokenizer("a")["input_ids"]
-    bare = tokenizer("a", add_special_tokens=False)["input_ids"]
-    for start in range(len(full) - len(bare) + 1):
-        if full[start:start + len(bare)] == bare:
-            return full[:start], full[start + len(bare):]
-    return [], []
-
-
-class Embedder:
+class Embedder(Encoder):
     """A loaded model with its tokenizer, ready to embed batches of inputs."""
 
     def __init__(self, model, tokenizer, info: ModelInfo, normalize: bool, batch_tokens: int):
-        self.model = model
-        self.tokenizer = tokenizer
-        self.info = info
+        super().__init__(model, tokenizer, info, batch_tokens)
         self.normalize = normalize
-        self.batch_tokens = batch_tokens
-        self.pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
-        self.prefix, self.suffix = _special_affixes(tokenizer)
         self.room = info.max_tokens - len(self.prefix) - len(self.suffix)
         self.pool = POOLERS[info.pooling]
         self.pool_packed = PACKED_POOLERS[info.pooling]
-        # BERT encoders run padding-free (embedding_app/packed.py); other architectures run padded batches.
-        self.fallback = supported(model)
-        self.packed = PackedBert(model) if self.fallback is None else None
-        self.choice: Choice | None = None  # how the loader chose the mode and kernels (reported by /health)
-
-    def describe_path(self) -> str:
-        """Which forward this model takes, for the load log line."""
-        if not self.packed:
-            return f"padded batches: {self.fallback}"
-        done, total = self.packed.prepacked()
-        return f"packed batches, {done} of {total} matrix multiplications pre-packed for oneDNN"
-
-    def linears(self) -> list:
-        """The matrix multiplications of the packed path, whose kernels the loader may choose (none when padded)."""
-        return [part for layer in self.packed.layers for part in layer.linears()] if self.packed else []
-
-    def tokenize(self, texts: list[str]) -> list[list[int]]:
-        """Token ids of each text without special tokens; one longer than the model takes may stop past room."""
-        # Only a prefix of a long text is tokenized: an 8 MB string costs what its first tokens cost.
-        return tokens.tokenize(self.tokenizer, texts, self.room)
-
-    def check_ids(self, sequences: list[list[int]]) -> None:
-        """Raise InputError for the first token id outside the model's vocabulary."""
-        for index, ids in enumerate(sequences):
-            if ids and not 0 <= min(ids) <= max(ids) < self.info.vocab_size:
-                bad = next(i for i in ids if not 0 <= i < self.info.vocab_size)
-                raise InputError(index, f"token id {bad} is outside the model's vocabulary "
-                                        f"(0..{self.info.vocab_size - 1}). {TIKTOKEN_HINT}")
 
     def finish(self, sequences: list[list[int]], truncate: bool) -> list[list[int]]:
         """Add the model's special tokens, truncating (or rejecting) inputs longer than the model takes."""
         return self.finish_counted(sequences, truncate)[0]
 
-    def finish_counted(self, sequences: list[list[int]], truncate: bool) -> tuple[list[list[int]], int]:
+    def finish_counted(self, sequences: list[list[int]], truncate: bool, from_start: bool = False,
+                       limit: int | None = None) -> tuple[list[list[int]], int]:
         """finish, plus how many inputs were truncated (the API reports it: truncation is otherwise silent)."""
         finished = []
         truncated = 0
+        room = self.room
         for index, ids in enumerate(sequences):
-            if len(ids) > self.room:
+            if limit and len(ids) > limit:  # the request's own cap always cuts, whatever its truncation says
+                ids = cut(ids, limit, from_start)
+                truncated += 1
+            if len(ids) > room:
                 if not truncate:
                     # "at least": tokenize() stops counting a long text soon after the limit.
                     count = len(ids) + len(self.prefix) + len(self.suffix)
                     raise InputError(index, f"input has at least {count} tokens, more than the limit of "
                                             f"{self.info.max_tokens} per input "
-                                            "(the model's maximum or MAX_TOKENS_PER_INPUT), and TRUNCATE=false")
-                ids = ids[:self.room]
+                                            "(the model's maximum or MAX_TOKENS_PER_INPUT), and truncation is off")
+                ids = cut(ids, room, from_start)
                 truncated += 1
             finished.append(self.prefix + list(ids) + self.suffix)
         return finished, truncated
@@ -128,22 +68,14 @@ class Embedder:
         return self.pool_packed(self.packed.forward(ids, positions, packing).float(), packing.lengths)
 
     @torch.inference_mode()
-    def embed(self, sequences: list[list[int]]) -> np.ndarray:
+    def embed(self, sequences: list[list[int]], normalize: bool | None = None) -> np.ndarray:
         """Embeddings (float32, one row per sequence, input order) of finished token sequences."""
-        order = sorted(range(len(sequences)), key=lambda i: len(sequences[i]), reverse=True)
-        lengths = [len(sequences[i]) for i in order]
-        if self.packed:
-            ranges, forward = packed_chunks(lengths, self.batch_tokens), self._forward_packed
-        else:
-            ranges, forward = padded_batches(lengths, self.batch_tokens), self._forward_padded
+        forward = self._forward_packed if self.packed else self._forward_padded
+        normalize = self.normalize if normalize is None else normalize
         out = np.empty((len(sequences), self.info.dimensions), dtype=np.float32)
-        for first, end in ranges:
-            batch = order[first:end]
-            padding = 0 if self.packed else (end - first) * lengths[first] - sum(lengths[first:end])
-            metrics.record_batch(len(batch), padding)
-            thread_budget.follow_load()  # auto: workers that started or finished since the last forward change it
+        for batch in self.batches(sequences):
             vectors = forward([sequences[i] for i in batch])
-            if self.normalize:
+            if normalize:
                 vectors = torch.nn.functional.normalize(vectors, dim=-1)
             out[batch] = vectors.numpy()
         return out

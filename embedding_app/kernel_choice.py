@@ -21,7 +21,8 @@ PROBE_TEXTS = (Path(__file__).parent / "data" / "probe.txt").read_text(encoding=
 ROUNDS = 4
 # A candidate whose first timed call takes this many times the fastest one's is not timed further.
 CUTOFF = 3.0
-# Faithful means every probe text's vector keeps at least this cosine to fp32's (the tests hold modes to it).
+# Faithful means every probe text's vector keeps at least this cosine to fp32's (the tests hold modes to it), or
+# every reranker score stays within 1 - MIN_COSINE of fp32's.
 MIN_COSINE = 0.999
 
 
@@ -32,7 +33,7 @@ class Choice:
     mode: str
     kernels: dict[str, str] = field(default_factory=dict)  # layer shape -> "onednn" or "F.linear"
     tokens_per_second: dict[str, float] = field(default_factory=dict)  # mode -> probe tokens/s (measured)
-    min_cosine: dict[str, float] = field(default_factory=dict)  # mode -> probe's min cosine to fp32
+    min_cosine: dict[str, float] = field(default_factory=dict)  # mode -> probe's agreement with fp32 (agreement())
     cached: bool = False
 
     def summary(self) -> str:
@@ -94,21 +95,22 @@ def use_kernels(layers: list, kernels: dict[str, str]) -> None:
             layer.use_reference()
 
 
-def cosines(vectors: np.ndarray, reference: np.ndarray) -> np.ndarray:
-    """Row-wise cosine similarity of two [n, d] arrays."""
-    dots = np.sum(vectors * reference, axis=1)
-    return dots / (np.linalg.norm(vectors, axis=1) * np.linalg.norm(reference, axis=1)).clip(min=1e-12)
+def agreement(outputs: np.ndarray, reference: np.ndarray) -> float:
+    """How close outputs are to fp32's: the lowest row cosine of vectors, or 1 - the largest difference of scores."""
+    if outputs.ndim == 1:  # reranker scores (a sigmoid's 0..1 by default)
+        return 1.0 - float(np.abs(outputs - reference).max())
+    dots = np.sum(outputs * reference, axis=1)
+    norms = np.linalg.norm(outputs, axis=1) * np.linalg.norm(reference, axis=1)
+    return float((dots / norms.clip(min=1e-12)).min())
 
 
-def measure_modes(embedders: dict, probe: list[list[int]]) -> tuple[dict[str, float], dict[str, float]]:
-    """Probe tokens/s of each mode's embedder, and its min cosine to fp32's vectors (1.0 for fp32 itself)."""
-    tokens = sum(len(ids) for ids in probe)
-    times = best_times({mode: lambda e=embedder: e.embed(probe) for mode, embedder in embedders.items()})
+def measure_modes(runs: dict[str, Callable[[], np.ndarray]], tokens: int) -> tuple[dict[str, float], dict[str, float]]:
+    """Probe tokens/s of each mode's run, and its agreement with fp32's outputs (1.0 for fp32 itself)."""
+    times = best_times(runs)
     speeds = {mode: tokens / seconds for mode, seconds in times.items()}
-    reference = embedders["fp32"].embed(probe) if "fp32" in embedders else None
-    fidelity = {mode: 1.0 if reference is None or mode == "fp32"
-                else float(cosines(embedder.embed(probe), reference).min())
-                for mode, embedder in embedders.items()}
+    reference = runs["fp32"]() if "fp32" in runs else None
+    fidelity = {mode: 1.0 if reference is None or mode == "fp32" else agreement(run(), reference)
+                for mode, run in runs.items()}
     return speeds, fidelity
 
 

@@ -5,13 +5,16 @@ from __future__ import annotations
 import copy
 import logging
 import time
+from collections.abc import Callable
 
+import numpy as np
 import torch
-from transformers import AutoModel, AutoTokenizer
+from transformers import AutoModel, AutoModelForSequenceClassification, AutoTokenizer
 
 from . import metrics
 from .choice_cache import ChoiceCache, cache_key
-from .embedder import Embedder, ModelInfo
+from .embedder import Embedder
+from .encoder import Encoder, ModelInfo
 from .kernel_choice import (
     PROBE_TEXTS,
     Choice,
@@ -20,100 +23,125 @@ from .kernel_choice import (
     pick,
     use_kernels,
 )
-from .model_source import ModelSource
+from .model_source import ModelSource, ModelSourceError
 from .modes import UNFAITHFUL_MODES
 from .quantize import apply_mode, candidates
+from .reranker import Reranker
 from .settings import Settings
 
 log = logging.getLogger(__name__)
+# Models that number positions from padding_idx + 1 (fairseq's convention): 514 positions hold 512 tokens.
+POSITIONS_AFTER_PADDING = ("roberta", "xlm-roberta", "camembert", "longformer", "data2vec-text", "xmod")
 
 
 def _max_tokens(source: ModelSource, tokenizer, config, cap: int = 0) -> int:
     """The input length: sentence-transformers' max_seq_length, else the tokenizer's, capped by positions and cap."""
     limit = source.max_seq_length or tokenizer.model_max_length
     positions = getattr(config, "max_position_embeddings", None)
+    if positions and config.model_type in POSITIONS_AFTER_PADDING:  # their first position id is pad_token_id + 1
+        positions -= (config.pad_token_id or 0) + 1
     if positions and (not limit or limit > positions):
         limit = positions
     limit = int(limit or 512)
     return min(limit, cap) if cap else limit
 
 
-class EmbedderBuilder:
-    """Makes Embedders of one loaded fp32 model in any mode (each mode converts its own copy)."""
+def read_model(source: ModelSource, settings: Settings) -> tuple:
+    """The tokenizer and the fp32 model of a resolved directory (a sequence classifier for a reranker)."""
+    options = {"token": settings.hf_token, "trust_remote_code": settings.trust_remote_code}
+    tokenizer = AutoTokenizer.from_pretrained(source.path, **options)
+    auto_class = AutoModelForSequenceClassification if source.task == "rerank" else AutoModel
+    model, loading = auto_class.from_pretrained(source.path, dtype=torch.float32, output_loading_info=True, **options)
+    # A head transformers had to initialise at random (an embedding model served as a reranker) scores noise.
+    if source.task == "rerank" and loading["missing_keys"]:
+        missing = ", ".join(sorted(loading["missing_keys"])[:4])
+        raise ModelSourceError(f"{source.path} lacks trained weights for {type(model).__name__} ({missing}): "
+                               "it is not a cross-encoder; serve it without the rerank: marker")
+    if source.task == "rerank" and model.config.num_labels != 1:
+        raise ValueError(f"{source.served_name} has {model.config.num_labels} labels: a reranker has one score")
+    return tokenizer, model.eval()
+
+
+class EngineBuilder:
+    """Makes Embedders (or Rerankers) of one loaded fp32 model in any mode (each mode converts its own copy)."""
 
     def __init__(self, source: ModelSource, settings: Settings, tokenizer, model, copies: bool):
         self.source, self.settings, self.tokenizer, self.model, self.copies = source, settings, tokenizer, model, copies
 
-    def __call__(self, mode: str) -> Embedder:
+    def __call__(self, mode: str) -> Encoder:
         model = apply_mode(copy.deepcopy(self.model) if self.copies else self.model, mode)
-        settings, source = self.settings, self.source
+        settings, source, rerank = self.settings, self.source, self.source.task == "rerank"
         info = ModelInfo(
             id=source.served_name,
-            dimensions=int(model.config.hidden_size),
+            dimensions=0 if rerank else int(model.config.hidden_size),  # a reranker answers scores, not vectors
             max_tokens=_max_tokens(source, self.tokenizer, model.config, settings.max_tokens_per_input),
             vocab_size=int(model.get_input_embeddings().num_embeddings),
-            pooling=settings.pool_type or source.pooling or "mean",
+            pooling="" if rerank else settings.pool_type or source.pooling or "mean",
             mode=mode,
+            task=source.task,
         )
-        embedder = Embedder(model, self.tokenizer, info, settings.normalize, settings.batch_tokens)
-        if embedder.room < 1:
+        if rerank:
+            engine = Reranker(model, self.tokenizer, info, settings.batch_tokens)
+        else:
+            engine = Embedder(model, self.tokenizer, info, settings.normalize, settings.batch_tokens)
+        if engine.room < (2 if rerank else 1):
             raise ValueError(f"MAX_TOKENS_PER_INPUT={settings.max_tokens_per_input} leaves no room for text: the model "
-                             f"adds {info.max_tokens - embedder.room} special tokens to every input")
-        return embedder
+                             f"adds {info.max_tokens - engine.room} special tokens to every input")
+        return engine
 
 
-def _probe(embedder: Embedder) -> list[list[int]]:
-    """The probe texts as this model's finished token sequences (truncated to its maximum)."""
-    return embedder.finish(embedder.tokenize(PROBE_TEXTS), truncate=True)
+def probe(engine: Encoder) -> tuple[Callable[[], np.ndarray], int]:
+    """A call that runs the probe texts through the engine (vectors, or each text paired with the next), and
+    how many tokens it computes."""
+    texts = engine.tokenize(PROBE_TEXTS)
+    if isinstance(engine, Reranker):
+        pairs = [engine.pairs(text, [texts[(i + 1) % len(texts)]], truncate=True)[0][0] for i, text in enumerate(texts)]
+        return (lambda: engine.score(pairs)), sum(len(ids) for ids, _ in pairs)
+    sequences = engine.finish(texts, truncate=True)
+    return (lambda: engine.embed(sequences)), sum(map(len, sequences))
 
 
-def _measure(build: EmbedderBuilder, modes: tuple[str, ...], forced: str | None) -> tuple[Embedder, Choice]:
+def _measure(build: EngineBuilder, modes: tuple[str, ...], forced: str | None) -> tuple[Encoder, Choice]:
     """Build every candidate mode, choose each one's kernels, time them on the probe and keep the winner."""
-    embedders = {mode: build(mode) for mode in modes}
-    probe = _probe(next(iter(embedders.values())))
-    rows = sum(len(ids) for ids in probe)
-    kernels = {mode: choose_kernels(embedder.linears(), rows) for mode, embedder in embedders.items()}
-    speeds, fidelity = measure_modes(embedders, probe) if len(modes) > 1 else ({}, {})
-    mode = pick(speeds, fidelity, forced) if speeds else modes[0]
-    return embedders[mode], Choice(mode, kernels[mode], speeds, fidelity)
+    engines = {mode: build(mode) for mode in modes}
+    runs = {mode: probe(engine) for mode, engine in engines.items()}
+    rows = next(iter(runs.values()))[1]
+    kernels = {mode: choose_kernels(engine.linears(), rows) for mode, engine in engines.items()}
+    timed = measure_modes({mode: run for mode, (run, _) in runs.items()}, rows) if len(modes) > 1 else ({}, {})
+    mode = pick(*timed, forced) if timed[0] else modes[0]
+    return engines[mode], Choice(mode, kernels[mode], *timed)
 
 
-def read_model(source: ModelSource, settings: Settings) -> tuple:
-    """The tokenizer and the fp32 model of a resolved directory."""
-    options = {"token": settings.hf_token, "trust_remote_code": settings.trust_remote_code}
-    tokenizer = AutoTokenizer.from_pretrained(source.path, **options)
-    return tokenizer, AutoModel.from_pretrained(source.path, dtype=torch.float32, **options).eval()
-
-
-def load_embedder(source: ModelSource, settings: Settings, quantize: str = "fp32") -> Embedder:
-    """Load a model from a resolved directory in the mode a QUANTIZE value asks for (true: measured fastest)."""
+def load_engine(source: ModelSource, settings: Settings, quantize: str = "fp32") -> Encoder:
+    """Load a model from a resolved directory in the mode a QUANTIZE value asks for (true: measured fastest): an
+    Embedder, or a Reranker for a cross-encoder."""
     started = time.perf_counter()
     tokenizer, model = read_model(source, settings)
     modes, forced = candidates(quantize)
     cache = ChoiceCache(settings.kernel_cache_dir)
     with cache.locked():
-        key = cache_key(quantize, str(source.path), model.config.to_dict(), settings.batch_tokens)
+        key = cache_key(quantize, str(source.path), source.task, model.config.to_dict(), settings.batch_tokens)
         choice = cache.get(key)
         if choice is not None and choice.mode in modes:
-            embedder = EmbedderBuilder(source, settings, tokenizer, model, copies=False)(choice.mode)
-            use_kernels(embedder.linears(), choice.kernels)
+            engine = EngineBuilder(source, settings, tokenizer, model, copies=False)(choice.mode)
+            use_kernels(engine.linears(), choice.kernels)
         else:
-            embedder, choice = _measure(EmbedderBuilder(source, settings, tokenizer, model, len(modes) > 1), modes, forced)
+            engine, choice = _measure(EngineBuilder(source, settings, tokenizer, model, len(modes) > 1), modes, forced)
             cache.put(key, choice)
-        embedder.embed([embedder.tokenize(["warm up"])[0]])  # first forward pays one-off kernel set-up
-    embedder.choice = choice
+        probe(engine)[0]()  # the first forward pays one-off kernel set-up
+    engine.choice = choice
     metrics.record_choice(source.served_name, choice.mode, choice.kernels, choice.tokens_per_second)
-    _log_choice(embedder, source, quantize, time.perf_counter() - started)
-    return embedder
+    _log_choice(engine, source, quantize, time.perf_counter() - started)
+    return engine
 
 
-def _log_choice(embedder: Embedder, source: ModelSource, quantize: str, seconds: float) -> None:
-    info, choice = embedder.info, embedder.choice
-    log.info("loaded %s from %s in %.1fs: QUANTIZE=%s -> %s (%s); pooling=%s, max_tokens=%d, %s", info.id,
-             source.path, seconds, quantize, info.mode, choice.summary(), info.pooling,
-             info.max_tokens, embedder.describe_path())
+def _log_choice(engine: Encoder, source: ModelSource, quantize: str, seconds: float) -> None:
+    info, choice = engine.info, engine.choice
+    what = "reranker" if info.task == "rerank" else f"pooling={info.pooling}"
+    log.info("loaded %s from %s in %.1fs: QUANTIZE=%s -> %s (%s); %s, max_tokens=%d, %s", info.id, source.path,
+             seconds, quantize, info.mode, choice.summary(), what, info.max_tokens, engine.describe_path())
     if info.mode in UNFAITHFUL_MODES:
-        log.warning("QUANTIZE=%s is not faithful: vectors differ from fp32 (probe min cosine %.4f; BENCHMARKS.md)",
+        log.warning("QUANTIZE=%s is not faithful: outputs differ from fp32 (probe agreement %.4f; BENCHMARKS.md)",
                     info.mode, choice.min_cosine.get(info.mode, float("nan")))
     speeds = choice.tokens_per_second
     if "fp32" in speeds and speeds.get(info.mode, 0) < speeds["fp32"]:

@@ -25,7 +25,8 @@ REQUESTS = Counter("embedding_http_requests_total", "HTTP requests answered", ["
 LATENCY = Histogram("embedding_http_request_duration_seconds", "Time to answer an HTTP request",
                     ["route", "method", "status"], buckets=LATENCY_BUCKETS)
 # The model label takes only served names (the closed set in MODEL_NAME), never what a client sent.
-INPUTS = Counter("embedding_inputs_total", "Inputs (texts or token-id lists) embedded", ["model"])
+INPUTS = Counter("embedding_inputs_total", "Inputs embedded (texts or token-id lists) or query-document pairs scored",
+                 ["model"])
 TOKENS = Counter("embedding_tokens_total", "Tokens embedded, prompts and special tokens included, padding excluded",
                  ["model"])
 TRUNCATED = Counter("embedding_truncated_inputs_total", "Inputs cut to the model's maximum length (TRUNCATE=true)",

@@ -33,6 +33,7 @@ class ModelSpec:
     aliases: tuple[str, ...] = ()  # operator-defined names (MODEL_ALIASES)
     prompts: tuple[tuple[str, str], ...] = ()  # (name, text) pairs added to or replacing the model's (MODEL_PROMPTS)
     default_prompt_name: str | None = None  # None = the model's own; "" = none
+    task: str = ""  # "" = detect from the model's files; "embed" or "rerank" from a marker in MODEL_NAME
 
 
 @dataclass(frozen=True)
@@ -47,6 +48,19 @@ class ModelSource:
     aliases: tuple[str, ...] = ()  # other names requests may use: Hub id, its short name, operator aliases
     prompts: dict[str, str] = field(default_factory=dict, hash=False)  # config_sentence_transformers.json + MODEL_PROMPTS
     default_prompt_name: str | None = None  # the prompt applied to texts when a request names none
+    task: str = "embed"  # "rerank" for a cross-encoder (a sequence-classification model)
+
+
+def detect_task(config: dict) -> str:
+    """rerank for a cross-encoder: a ...ForSequenceClassification architecture or sentence-transformers' CrossEncoder
+    settings in config.json; embed otherwise."""
+    architectures = config.get("architectures") or []
+    if any(name.endswith("ForSequenceClassification") for name in architectures):
+        return "rerank"
+    cross_encoder = config.get("sentence_transformers") or {}
+    if "sbert_ce_default_activation_function" in config or "activation_fn" in cross_encoder:
+        return "rerank"
+    return "embed"
 
 
 def default_model_dir() -> Path:
@@ -161,6 +175,7 @@ def resolve_model(spec: ModelSpec | str, token: str | None) -> ModelSource:
         aliases=spec.aliases + hub_names,
         prompts=prompts,
         default_prompt_name=default_prompt_name,
+        task=spec.task or detect_task(config),
     )
 
 

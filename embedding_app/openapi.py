@@ -7,6 +7,8 @@ from typing import TYPE_CHECKING
 from pydantic import BaseModel
 from pydantic.json_schema import models_json_schema
 
+from .rag_openapi import MODELS as RAG_MODELS
+from .rag_openapi import bound_model, bound_prompt_name, bound_rag, rag_paths
 from .schemas import EmbeddingRequest, EmbeddingResponse, ErrorResponse, Health, ModelCard, ModelList, ServerInfo
 from .settings import Settings
 
@@ -56,34 +58,32 @@ def _bound_request(schema: dict, models: list[ServedModel], settings: Settings) 
     properties = schema["properties"]
     _text, texts, ids, id_lists = properties["input"]["anyOf"]  # the Union order in schemas.EmbeddingInput
     # With several models these are the widest bounds; the server checks each request against its model.
+    models = [model for model in models if model.embedder.info.task == "embed"] or models
     infos = [model.embedder.info for model in models]
     token = {"type": "integer", "minimum": 0, "maximum": max(info.vocab_size for info in infos) - 1}
     ids["items"] = id_lists["items"]["items"] = token
     texts["maxItems"] = id_lists["maxItems"] = settings.max_inputs
     properties["dimensions"]["anyOf"][0]["maximum"] = max(info.dimensions for info in infos)
-    properties["model"]["examples"] = [name for model in models for name in (model.id, *model.source.aliases)]
-    # prompt_name must be a name the model defines: list them all (only null when no model has prompts).
-    prompt_names = sorted({name for model in models for name in model.source.prompts})
-    prompt_name = properties["prompt_name"]["anyOf"]
-    if prompt_names:
-        prompt_name[0]["enum"] = prompt_names
-    else:
-        prompt_name.pop(0)
+    bound_model(properties, models)
+    bound_prompt_name(properties, models)
 
 
 def _description(models: list[ServedModel]) -> str:
-    served = ", ".join(f"`{model.id}` ({model.embedder.info.dimensions} dimensions)" for model in models)
-    return (f"OpenAI-compatible embeddings on CPU, serving {served}; a request without `model` uses the first. "
-            "`/embeddings` and `/models` answer like their `/v1/` twins. "
+    served = ", ".join(f"`{model.id}` ({model.embedder.info.dimensions or 'reranker'}"
+                       f"{' dimensions' if model.embedder.info.dimensions else ''})" for model in models)
+    return (f"OpenAI-compatible embeddings on CPU, serving {served}; a request without `model` uses the first "
+            "that can answer it. `/embeddings` and `/models` answer like their `/v1/` twins; rerankers answer "
+            "`/v1/rerank` (Jina, Cohere), `/v2/rerank` (Cohere) and `/rerank` (also TEI's shape). "
             'Every error is `{"error": {"message", "type", "param", "code"}}`.')
 
 
 def build_openapi(models: list[ServedModel], settings: Settings, example_ids: list[int]) -> dict:
     """The whole OpenAPI document for this server, serving these models with these settings."""
-    bodies = [EmbeddingRequest, EmbeddingResponse, ModelList, ModelCard, Health, ServerInfo, ErrorResponse]
+    bodies = [EmbeddingRequest, EmbeddingResponse, ModelList, ModelCard, Health, ServerInfo, ErrorResponse, *RAG_MODELS]
     _, definitions = models_json_schema([(body, "validation") for body in bodies], ref_template=REF)
     schemas = definitions["$defs"]
     _bound_request(schemas["EmbeddingRequest"], models, settings)
+    bound_rag(schemas, models, settings)
     # Only with API_KEY set do /v1/* need a key: without one, Swagger UI shows no "Authorize" and no padlocks.
     auth = {"security": [{"bearerAuth": []}]} if settings.api_keys else {}
     unauthorized = (401,) if settings.api_keys else ()
@@ -92,7 +92,8 @@ def build_openapi(models: list[ServedModel], settings: Settings, example_ids: li
         (400, *unauthorized, 404, 413, 415, 500, 503), **auth,
         requestBody={"required": True, "content": {"application/json": {
             "schema": {"$ref": REF.format(model="EmbeddingRequest")},
-            "examples": _request_examples(models[0], example_ids)}}})
+            "examples": _request_examples(next((m for m in models if m.embedder.info.task == "embed"), models[0]),
+                                          example_ids)}}})
     model_id = {"name": "model_id", "in": "path", "required": True, "schema": {"type": "string", "minLength": 1},
                 "example": models[0].id}
     paths = {
@@ -101,6 +102,8 @@ def build_openapi(models: list[ServedModel], settings: Settings, example_ids: li
                                          **auth)},
         "/v1/models/{model_id}": {"get": _operation("models", "retrieveModel", "One model by id or alias", ModelCard,
                                                     (*unauthorized, 404), **auth, parameters=[model_id])},
+        **rag_paths(lambda status: _json(ERRORS[status], ErrorResponse), unauthorized, auth,
+                    {model.embedder.info.task for model in models}),
         "/health": {"get": _operation("system", "health", "200 once this worker has its model", Health)},
         "/": {"get": _operation("system", "index", "What this server is and where to go next", ServerInfo)},
         "/metrics": {"get": {"tags": ["system"], "operationId": "metrics", "summary": "Prometheus metrics of all workers",

@@ -69,10 +69,12 @@ class PackedBert:
         self.approximate = GELU[model.config.hidden_act]
         self.layers = [_Layer(layer, self.approximate) for layer in model.encoder.layer]
 
-    def _embed(self, ids: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:
+    def _embed(self, ids: torch.Tensor, positions: torch.Tensor, types: torch.Tensor | None) -> torch.Tensor:
         embeddings = self.model.embeddings
-        # token_type_ids are all 0 for a single text: one row of the table, broadcast.
-        states = embeddings.word_embeddings(ids) + embeddings.token_type_embeddings.weight[0]
+        # token_type_ids are all 0 for a single text: one row of the table, broadcast. A pair (reranking) has
+        # its own per token: 0 for the query, 1 for the document.
+        token_types = embeddings.token_type_embeddings
+        states = embeddings.word_embeddings(ids) + (token_types.weight[0] if types is None else token_types(types))
         states += embeddings.position_embeddings(positions)
         return embeddings.LayerNorm(states)
 
@@ -89,9 +91,10 @@ class PackedBert:
             out[start:stop] = attended.transpose(1, 2).reshape(count * length, hidden)
         return out
 
-    def forward(self, ids: torch.Tensor, positions: torch.Tensor, packing: Packing) -> torch.Tensor:
-        """Last hidden states of the packed tokens, [tokens, hidden]."""
-        states = self._embed(ids, positions)
+    def forward(self, ids: torch.Tensor, positions: torch.Tensor, packing: Packing,
+                types: torch.Tensor | None = None) -> torch.Tensor:
+        """Last hidden states of the packed tokens, [tokens, hidden]; types: token type ids (None: all 0)."""
+        states = self._embed(ids, positions, types)
         for layer in self.layers:
             attention = self._attention(layer.qkv(states), packing)
             states = layer.attention_norm(layer.attention_out(attention).add_(states))

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import json
-from typing import Any
+from typing import Any, TypeVar
 
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 
 from .errors import ApiError
 from .schemas import EmbeddingRequest
+
+T = TypeVar("T", bound=BaseModel)
 
 
 def _reject_duplicates(pairs: list[tuple[str, Any]]) -> dict:
@@ -51,7 +53,12 @@ def _from_validation(exc: ValidationError) -> ApiError:
 
 
 def parse_request(body: bytes) -> EmbeddingRequest:
-    """Parse and validate a raw JSON body, raising ApiError with the offending param."""
+    """Parse and validate a raw embeddings body, raising ApiError with the offending param."""
+    return validate(parse_json(body), EmbeddingRequest)
+
+
+def parse_json(body: bytes) -> dict:
+    """A raw body as a JSON object (strict: no duplicate keys, NaN or Infinity), or ApiError invalid_json."""
     try:
         data = json.loads(body, object_pairs_hook=_reject_duplicates, parse_constant=_reject_constant,
                           parse_float=_parse_float)
@@ -59,7 +66,12 @@ def parse_request(body: bytes) -> EmbeddingRequest:
         raise ApiError(400, f"Invalid JSON body: {exc}", code="invalid_json") from None
     if not isinstance(data, dict):
         raise ApiError(400, "The request body must be a JSON object", code="invalid_json")
+    return data
+
+
+def validate(data: dict, schema: type[T]) -> T:
+    """A JSON object as a request model, or ApiError naming the offending param."""
     try:
-        return EmbeddingRequest.model_validate(data)
+        return schema.model_validate(data)
     except ValidationError as exc:
         raise _from_validation(exc) from None

@@ -2,6 +2,9 @@
 
     python -m embedding_app.prepare BAAI/bge-small-en-v1.5 --out /models/bge-small-en-v1.5
     python -m embedding_app.prepare default --out /models/all-MiniLM-L6-v2 --quantize bf16
+    python -m embedding_app.prepare cross-encoder/ms-marco-MiniLM-L6-v2 --out /models/ms-marco-MiniLM-L6-v2
+
+A cross-encoder (reranker) is prepared the same way: its config.json says so, and the server serves it for rerank.
 
 --out is written as a sibling ".NAME.partial" directory and renamed when complete, so it must be a
 subdirectory of the volume, not its mount point.
@@ -35,12 +38,13 @@ def copy_model(source: Path, out: Path) -> None:
             shutil.copy2(path, out / relative)
 
 
-def store_bf16(directory: Path, trust_remote_code: bool) -> None:
-    """Rewrite the directory's weights in bf16 (the server upcasts them at load)."""
+def store_bf16(directory: Path, trust_remote_code: bool, task: str = "embed") -> None:
+    """Rewrite the directory's weights in bf16 (the server upcasts them at load); a reranker keeps its head."""
     import torch
-    from transformers import AutoModel
+    from transformers import AutoModel, AutoModelForSequenceClassification
 
-    model = AutoModel.from_pretrained(directory, dtype=torch.float32, trust_remote_code=trust_remote_code)
+    auto_class = AutoModelForSequenceClassification if task == "rerank" else AutoModel
+    model = auto_class.from_pretrained(directory, dtype=torch.float32, trust_remote_code=trust_remote_code)
     for weights in directory.glob("*.safetensors"):
         weights.unlink()  # sharded or not, save_pretrained writes a fresh set
     model.to(torch.bfloat16).save_pretrained(directory)
@@ -71,9 +75,9 @@ def prepare(model: str, out: Path, quantize: str = "none", force: bool = False, 
     partial.mkdir(parents=True)
     try:
         fetch(model, partial, settings.hf_token)
-        resolve_model(str(partial), None)  # fails here, not in every worker, if it is not a model directory
+        source = resolve_model(str(partial), None)  # fails here, not in every worker, if it is not a model directory
         if quantize == "bf16":
-            store_bf16(partial, settings.trust_remote_code)
+            store_bf16(partial, settings.trust_remote_code, source.task)
         for path in partial.rglob("*"):  # the container user (uid 10001) must read what root prepared
             path.chmod(0o755 if path.is_dir() else 0o644)
         partial.chmod(0o755)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import orjson
 from flask import Blueprint, Response, current_app, request
 from werkzeug.exceptions import RequestEntityTooLarge
 
@@ -18,7 +19,7 @@ TRUNCATED_HEADER = "X-Truncated-Inputs"
 
 def _model_card(model) -> dict:
     return ModelCard(id=model.id, created=model.source.created, owned_by="embedding-server",
-                     compute=Compute.of(model.embedder.choice)).model_dump()
+                     capabilities=[model.embedder.info.task], compute=Compute.of(model.embedder.choice)).model_dump()
 
 
 def _read_body() -> bytes:
@@ -29,19 +30,30 @@ def _read_body() -> bytes:
     return body
 
 
+def read_json() -> bytes:
+    """The body of a JSON request; 415 for any other content type."""
+    if request.mimetype not in ("", "application/json"):
+        raise ApiError(415, f"Content-Type must be application/json, not {request.mimetype}",
+                       code="unsupported_media_type")
+    return _read_body()
+
+
+def truncated_response(body, truncated: int) -> Response:
+    """A JSON response (bytes or a value to serialise), with the truncation header when inputs were cut."""
+    response = Response(body if isinstance(body, bytes) else orjson.dumps(body, option=orjson.OPT_SERIALIZE_NUMPY),
+                        mimetype="application/json")
+    if truncated:
+        response.headers[TRUNCATED_HEADER] = str(truncated)
+    return response
+
+
 @bp.post("/v1/embeddings")
 @bp.post("/embeddings")
 def create_embeddings():
     """Embed the request's input (OpenAI POST /v1/embeddings)."""
-    if request.mimetype not in ("", "application/json"):
-        raise ApiError(415, f"Content-Type must be application/json, not {request.mimetype}",
-                       code="unsupported_media_type")
-    parsed = parse_request(_read_body())
+    parsed = parse_request(read_json())
     body, truncated = embed_request(parsed, get_registry(), current_app.config["SETTINGS"])
-    response = Response(body, mimetype="application/json")
-    if truncated:
-        response.headers[TRUNCATED_HEADER] = str(truncated)
-    return response
+    return truncated_response(body, truncated)
 
 
 @bp.get("/v1/models")

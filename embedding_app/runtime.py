@@ -17,6 +17,7 @@ from .thread_budget import available_cores
 
 if TYPE_CHECKING:  # the embedder imports torch, which is only ever imported in a worker
     from .embedder import Embedder
+    from .reranker import Reranker
 
 log = logging.getLogger(__name__)
 _lock = threading.Lock()
@@ -25,10 +26,10 @@ _registry: Registry | None = None
 
 @dataclass(frozen=True, eq=False)
 class ServedModel:
-    """One loaded model: where it came from (names, prompts) and the Embedder that runs it."""
+    """One loaded model: where it came from (names, prompts) and the engine that runs it."""
 
     source: ModelSource
-    embedder: Embedder
+    embedder: Embedder | Reranker  # a Reranker for a cross-encoder (source.task == "rerank")
 
     @property
     def id(self) -> str:
@@ -90,10 +91,9 @@ def load_worker_models(settings: Settings, sources: list[ModelSource], threads: 
     global _registry
     started = time.perf_counter()
     _start_torch(settings, threads or settings.threads_per_worker or available_cores())
-    from .loader import load_embedder
+    from .loader import load_engine
 
-    _registry = Registry([ServedModel(source, load_embedder(source, settings, settings.quantize))
-                          for source in sources])
+    _registry = Registry([ServedModel(source, load_engine(source, settings, settings.quantize)) for source in sources])
     ready = time.perf_counter() - started
     metrics.worker_ready(ready)
     log.info("pid %d: ready %.2fs after fork", os.getpid(), ready)

@@ -35,7 +35,8 @@ def _check_token_ids(ids: list, param: str) -> None:
             raise _invalid(f"{param}[{j}]", f"'{param}[{j}]' must be a token id (integer), got {_kind(item)}")
 
 
-def _check_text(text: str, param: str) -> None:
+def check_text(text: str, param: str) -> None:
+    """Reject an empty text or one no tokenizer can encode, naming param."""
     if not text:
         raise _invalid(param, f"'{param}' must not be an empty string")
     try:
@@ -48,7 +49,7 @@ def _check_text(text: str, param: str) -> None:
 def parse_input(value: Any) -> Inputs:
     """Parse `input` into Inputs, with messages that name the offending element, e.g. input[3]."""
     if isinstance(value, str):
-        _check_text(value, "input")
+        check_text(value, "input")
         return Inputs("texts", [value], single=True)
     if not isinstance(value, list):
         raise _invalid("input", f"'input' must be {INPUT_KINDS}; got {_kind(value)}")
@@ -62,7 +63,7 @@ def parse_input(value: Any) -> Inputs:
             raise _invalid(f"input[{i}]", f"input[{i}] is {_kind(item)} but input[0] is {first}: "
                                           "all items of 'input' must be of one kind")
         if first == "string":
-            _check_text(item, f"input[{i}]")
+            check_text(item, f"input[{i}]")
         if first == "array":
             _check_token_ids(item, f"input[{i}]")
     if first == "token id":
@@ -161,6 +162,9 @@ class ModelCard(BaseModel):
     created: int
     owned_by: str
     compute: Compute | None = Field(None, description="Extension: the mode and kernels chosen on this CPU")
+    capabilities: list[Literal["embed", "rerank"]] = Field(description=(
+        "Extension: what the model answers: embed (/v1/embeddings, /v2/embed, /embed) or rerank (/v1/rerank, "
+        "/v2/rerank, /rerank)."))
 
 
 class ModelList(BaseModel):
@@ -176,7 +180,8 @@ class ModelHealth(BaseModel):
     id: str
     aliases: list[str]
     mode: str
-    dimensions: int
+    capabilities: list[Literal["embed", "rerank"]]
+    dimensions: int | None  # None for a reranker
     max_tokens: int
     prompts: list[str]
     default_prompt_name: str | None
@@ -197,7 +202,7 @@ class ServerInfo(BaseModel):
 
     name: str
     model: str
-    dimensions: int
+    dimensions: int | None  # None when the first model is a reranker
     models: list[str]
     endpoints: list[str]
     docs: str

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, NamedTuple
 
+import numpy as np
+
 from . import metrics, thread_budget
 from .encoding import render_embeddings, shorten
 from .errors import ApiError
@@ -17,8 +19,18 @@ if TYPE_CHECKING:  # the runtime's models hold torch objects; the request path a
 
 # input_type -> the prompt names it looks for, first found wins (e5 calls its document prompt "passage"). None found:
 # no prompt, not the default one, as sentence-transformers' encode_query / encode_document do for an absent prompt.
-INPUT_TYPE_PROMPTS = {"query": ("query",), "document": ("document", "passage", "corpus")}
+INPUT_TYPE_PROMPTS = {"query": ("query",), "document": ("document", "passage", "corpus"),
+                      "classification": ("classification",), "clustering": ("clustering",)}
 INPUT_TYPE_PROMPTS["passage"] = INPUT_TYPE_PROMPTS["document"]
+TASK_ROUTES = {"embed": "/v1/embeddings, /v2/embed or /embed", "rerank": "/v1/rerank, /v2/rerank or /rerank"}
+
+
+class Vectors(NamedTuple):
+    """Embeddings of a request's inputs, the tokens the model saw, and how many inputs were truncated."""
+
+    vectors: np.ndarray
+    tokens: int
+    truncated: int
 
 
 class Embedded(NamedTuple):
@@ -28,14 +40,38 @@ class Embedded(NamedTuple):
     truncated: int
 
 
-def find_model(registry: Registry, requested: str | None) -> ServedModel:
-    """The model a request or lookup names; 404 model_not_found, listing the served ids, for any other name."""
-    model = registry.find(requested)
+def find_model(registry: Registry, requested: str | None, task: str | None = None) -> ServedModel:
+    """The model a request or lookup names (none: the first that does task); 404 model_not_found for any other
+    name, 400 when the model cannot do task."""
+    if requested is None and task is not None:
+        model = next((model for model in registry.models if model.embedder.info.task == task), registry.models[0])
+    else:
+        model = registry.find(requested)
     if model is None:
         served = ", ".join(f"'{id_}'" for id_ in registry.ids())
         raise ApiError(404, f"The model '{requested}' does not exist; this server serves {served}",
                        param="model", code="model_not_found")
+    can = model.embedder.info.task
+    if task is not None and can != task:
+        kind = "a reranker" if can == "rerank" else "an embedding model"
+        raise ApiError(400, f"The model '{model.id}' cannot {task}: it is {kind}; send it to {TASK_ROUTES[can]}",
+                       param="model", code="unsupported_model")
     return model
+
+
+def check_tokens(tokens: int, settings: Settings, param: str) -> None:
+    """400 too_many_tokens for a request over MAX_TOKENS_PER_REQUEST."""
+    if tokens > settings.max_tokens_per_request:
+        raise ApiError(400, f"The request has {tokens} tokens, more than this server's limit of "
+                            f"{settings.max_tokens_per_request} per request (MAX_TOKENS_PER_REQUEST)",
+                       param=param, code="too_many_tokens")
+
+
+def check_count(count: int, settings: Settings, param: str) -> None:
+    """400 too_many_inputs for more items than MAX_INPUTS."""
+    if count > settings.max_inputs:
+        raise ApiError(400, f"'{param}' has {count} items, more than this server's limit of "
+                            f"{settings.max_inputs} (MAX_INPUTS)", param=param, code="too_many_inputs")
 
 
 def choose_prompt(source: ModelSource, input_type: str | None, prompt_name: str | None) -> str:
@@ -55,23 +91,49 @@ def choose_prompt(source: ModelSource, input_type: str | None, prompt_name: str 
     return source.prompts[name] if name else ""
 
 
-def _sequences(inputs: Inputs, prompt: str, model: ServedModel, settings: Settings) -> tuple[list[list[int]], int]:
+class Truncation(NamedTuple):
+    """What to do with an input longer than the model takes: cut it (its end, or its start) or refuse it."""
+
+    enabled: bool
+    from_start: bool = False
+    limit: int | None = None  # a request's own cap on text tokens per input, below the model's
+
+
+def _sequences(inputs: Inputs, prompt: str, model: ServedModel, truncation: Truncation,
+               param: str) -> tuple[list[list[int]], int]:
     """Finished token sequences of the inputs and how many were truncated; prompts go before texts only."""
-    if len(inputs.items) > settings.max_inputs:
-        raise ApiError(400, f"'input' has {len(inputs.items)} items, more than this server's limit of "
-                            f"{settings.max_inputs} (MAX_INPUTS)", param="input", code="too_many_inputs")
     embedder = model.embedder
     try:
         if inputs.kind == "texts":
             # As sentence-transformers does: prompt and text are joined, then tokenized (and truncated) together.
-            ids = embedder.tokenize([prompt + text for text in inputs.items] if prompt else inputs.items)
+            texts = [prompt + text for text in inputs.items] if prompt else inputs.items
+            ids = embedder.tokenize(texts, whole=truncation.from_start)
         else:  # token ids are the model's input as they are: no prompt
             ids = inputs.items
             embedder.check_ids(ids)
-        return embedder.finish_counted(ids, settings.truncate)
+        return embedder.finish_counted(ids, truncation.enabled, truncation.from_start, truncation.limit)
     except InputError as exc:
-        param = "input" if inputs.single else f"input[{exc.index}]"
+        param = param if inputs.single else f"{param}[{exc.index}]"
         raise ApiError(400, f"Invalid {param}: {exc}", param=param, code="invalid_input") from None
+
+
+def embed_inputs(model: ServedModel, inputs: Inputs, prompt: str, settings: Settings, truncation: Truncation,
+                 normalize: bool | None = None, param: str = "input") -> Vectors:
+    """Embed a request's inputs within the limits (MAX_INPUTS, tokens per input and per request) and count them."""
+    check_count(len(inputs.items), settings, param)
+    sequences, truncated = _sequences(inputs, prompt, model, truncation, param)
+    tokens = sum(map(len, sequences))
+    check_tokens(tokens, settings, param)
+    vectors = model.embedder.embed(sequences, normalize)
+    metrics.record_embeddings(model.id, len(sequences), tokens, truncated)
+    return Vectors(vectors, tokens, truncated)
+
+
+def check_dimensions(model: ServedModel, dimensions: int | None, param: str = "dimensions") -> None:
+    """400 unless dimensions (if given) is at most the model's."""
+    if dimensions is not None and dimensions > model.embedder.info.dimensions:
+        raise ApiError(400, f"'{param}' must be between 1 and {model.embedder.info.dimensions} for this model",
+                       param=param, code="invalid_value")
 
 
 def embed_request(request: EmbeddingRequest, registry: Registry, settings: Settings) -> Embedded:
@@ -82,19 +144,10 @@ def embed_request(request: EmbeddingRequest, registry: Registry, settings: Setti
 
 
 def _embed_request(request: EmbeddingRequest, registry: Registry, settings: Settings) -> Embedded:
-    model = find_model(registry, request.model)
-    info = model.embedder.info
-    if request.dimensions is not None and request.dimensions > info.dimensions:
-        raise ApiError(400, f"'dimensions' must be between 1 and {info.dimensions} for this model",
-                       param="dimensions", code="invalid_value")
+    model = find_model(registry, request.model, "embed")
+    check_dimensions(model, request.dimensions)
     prompt = choose_prompt(model.source, request.input_type, request.prompt_name)
-    sequences, truncated = _sequences(request.input, prompt, model, settings)
-    tokens = sum(map(len, sequences))
-    if tokens > settings.max_tokens_per_request:
-        raise ApiError(400, f"The request has {tokens} tokens, more than this server's limit of "
-                            f"{settings.max_tokens_per_request} per request (MAX_TOKENS_PER_REQUEST)",
-                       param="input", code="too_many_tokens")
-    vectors = shorten(model.embedder.embed(sequences), request.dimensions)
-    metrics.record_embeddings(model.id, len(sequences), tokens, truncated)
+    vectors, tokens, truncated = embed_inputs(model, request.input, prompt, settings, Truncation(settings.truncate))
+    vectors = shorten(vectors, request.dimensions)
     # The served name, not the name sent: as OpenAI answers with the model that ran (see README).
     return Embedded(render_embeddings(vectors, request.encoding_format, model.id, tokens), truncated)

@@ -19,6 +19,7 @@ from dotenv.variables import Variable, parse_variables
 from .model_source import DEFAULT_MODEL_ID, ModelSpec, served_name_for
 from .modes import POOL_TYPES, QUANTIZE_MODES
 
+TASKS = ("embed", "rerank")  # what a served model does; MODEL_NAME may name it as a marker before the source
 LOG_LEVELS = ("debug", "info", "warning", "error", "critical")
 _TRUE = ("1", "true", "yes", "on")
 _FALSE = ("0", "false", "no", "off")
@@ -131,8 +132,16 @@ def _origins(env: dict[str, str], key: str) -> tuple[str, ...]:
     return origins
 
 
+def _task_marker(source: str) -> tuple[str, str]:
+    """A source's task marker (`rerank:` or `embed:`, for a model its files leave ambiguous) and the source itself."""
+    marker, sep, rest = source.partition(":")
+    if sep and marker.strip().lower() in TASKS:
+        return marker.strip().lower(), rest.strip()
+    return "", source
+
+
 def _model_specs(env: dict[str, str]) -> list[ModelSpec]:
-    """MODEL_NAME's comma-separated items, each `source` or `served-name=source`; empty = the packaged model."""
+    """MODEL_NAME's comma-separated items, each `[rerank:]source` or `served-name=[rerank:]source`; empty = default."""
     raw = env.get("MODEL_NAME", "").strip()
     specs = []
     for item in raw.split(",") if raw else ["default"]:
@@ -140,8 +149,11 @@ def _model_specs(env: dict[str, str]) -> list[ModelSpec]:
         if not source or (sep and not name):
             raise SettingsError(f"MODEL_NAME={raw!r}: item {item.strip()!r} is not 'source' or 'served-name=source' "
                                 "(source: default, a directory or a Hub id)")
+        task, source = _task_marker(source)
+        if not source:
+            raise SettingsError(f"MODEL_NAME={raw!r}: item {item.strip()!r} has a {task}: marker but no source after it")
         source = "" if source == "default" else source
-        specs.append(ModelSpec(name or served_name_for(source), source))
+        specs.append(ModelSpec(name or served_name_for(source), source, task=task))
     served = _text(env, "SERVED_MODEL_NAME", "")
     if served:  # the one-model way of naming it, kept working
         if len(specs) > 1 or "=" in raw:

@@ -19,14 +19,17 @@ def index():
     """What this server is and where to go next."""
     registry = get_registry()
     first = registry.models[0]
-    return ServerInfo(name="embedding-server", model=first.id, dimensions=first.embedder.info.dimensions,
+    return ServerInfo(name="embedding-server", model=first.id, dimensions=first.embedder.info.dimensions or None,
                       models=registry.ids(), docs="/docs",
-                      endpoints=["/v1/embeddings", "/v1/models", "/health", "/metrics", "/openapi.json"]).model_dump()
+                      endpoints=["/v1/embeddings", "/v1/models", "/v1/rerank", "/v2/embed", "/v2/rerank", "/embed",
+                                 "/rerank", "/tokenize", "/detokenize", "/health", "/metrics",
+                                 "/openapi.json"]).model_dump()
 
 
 def _model_health(model: ServedModel) -> ModelHealth:
     info, source = model.embedder.info, model.source
-    return ModelHealth(id=model.id, aliases=list(source.aliases), mode=info.mode, dimensions=info.dimensions,
+    return ModelHealth(id=model.id, aliases=list(source.aliases), mode=info.mode, capabilities=[info.task],
+                       dimensions=info.dimensions or None,
                        max_tokens=info.max_tokens, prompts=list(source.prompts),
                        default_prompt_name=source.default_prompt_name, compute=Compute.of(model.embedder.choice))
 

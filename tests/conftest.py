@@ -15,6 +15,7 @@ from harness.server import GunicornServer
 
 DATA = Path(__file__).parent / "data"
 TINY_MAX_TOKENS = 16
+TINY_RERANKER_MAX_TOKENS = 64  # its max_position_embeddings (the tokenizer would allow 512)
 HUB_REVISION = "0123456789abcdef0123456789abcdef01234567"
 # e5-style prompts; "passage" (not "document") so input_type=document must find it by its synonym.
 PROMPTS = {"query": "query: ", "passage": "passage: "}
@@ -63,6 +64,49 @@ def tiny_model_dir(tmp_path_factory, minilm_dir) -> Path:
     return directory
 
 
+@pytest.fixture(scope="session")
+def tiny_reranker_dir(tmp_path_factory, minilm_dir) -> Path:
+    """A randomly initialised 2-layer BertForSequenceClassification (one label) with MiniLM's tokenizer: a cross-encoder."""
+    import torch
+    from transformers import AutoTokenizer, BertConfig, BertForSequenceClassification
+
+    directory = tmp_path_factory.mktemp("rerank") / "tiny-reranker"
+    tokenizer = AutoTokenizer.from_pretrained(minilm_dir)
+    torch.manual_seed(1)
+    # initializer_range 0.2 (not 0.02): the default's random model scores every pair within 1e-3 of the others,
+    # too close for rankings to mean anything; this one spreads them over 0.2-0.7.
+    config = BertConfig(hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=37,
+                        vocab_size=len(tokenizer), max_position_embeddings=TINY_RERANKER_MAX_TOKENS, num_labels=1,
+                        initializer_range=0.2)
+    BertForSequenceClassification(config).save_pretrained(directory)
+    tokenizer.save_pretrained(directory)
+    return directory
+
+
+@pytest.fixture(scope="session")
+def tiny_reranker(tiny_reranker_dir):
+    """runtime.ServedModel: the tiny cross-encoder, fp32, loaded once."""
+    from embedding_app.loader import load_engine
+    from embedding_app.model_source import resolve_model
+
+    source = resolve_model(str(tiny_reranker_dir), None)
+    return runtime.ServedModel(source, load_engine(source, Settings(), "fp32"))
+
+
+@pytest.fixture
+def rag_client(make_client, tiny_source, tiny_embedder, tiny_reranker):
+    """A Flask test client on the tiny embedding model (first) and the tiny reranker."""
+    return make_client(models=[runtime.ServedModel(tiny_source, tiny_embedder), tiny_reranker])
+
+
+@pytest.fixture(scope="session")
+def cross_encoder(tiny_reranker_dir):
+    """sentence-transformers' CrossEncoder on the tiny reranker: the reference the server's scores must equal."""
+    from sentence_transformers import CrossEncoder
+
+    return CrossEncoder(str(tiny_reranker_dir), device="cpu", max_length=TINY_RERANKER_MAX_TOKENS)
+
+
 def with_prompts(source: Path, target: Path, **st_config) -> Path:
     """A copy of a model directory whose config_sentence_transformers.json says st_config (e.g. prompts)."""
     shutil.copytree(source, target)
@@ -98,20 +142,20 @@ def tiny_source(tiny_model_dir):
 @pytest.fixture(scope="session")
 def tiny_embedder(tiny_source):
     """An Embedder on the tiny model, fp32, loaded once."""
-    from embedding_app.loader import load_embedder
+    from embedding_app.loader import load_engine
 
-    return load_embedder(tiny_source, Settings(), "fp32")
+    return load_engine(tiny_source, Settings(), "fp32")
 
 
 @pytest.fixture(scope="session")
 def two_models(tiny_source, tiny_embedder, tiny_prompted_dir):
     """runtime.ServedModels: the tiny model, then its prompted copy served as tiny-prompted (both fp32)."""
-    from embedding_app.loader import load_embedder
+    from embedding_app.loader import load_engine
     from embedding_app.model_source import ModelSpec, resolve_model
 
     prompted = resolve_model(ModelSpec("tiny-prompted", str(tiny_prompted_dir), aliases=("small-alias",)), None)
     return [runtime.ServedModel(tiny_source, tiny_embedder),
-            runtime.ServedModel(prompted, load_embedder(prompted, Settings(), "fp32"))]
+            runtime.ServedModel(prompted, load_engine(prompted, Settings(), "fp32"))]
 
 
 @pytest.fixture

@@ -52,7 +52,39 @@ def test_every_error_body_matches_the_error_model(make_client, two_models, metho
 
 
 def test_an_unexpected_failure_body_matches_the_error_model(client_two, two_models, monkeypatch):
-    monkeypatch.setattr(two_models[0].embedder, "embed", lambda sequences: 1 / 0)
+    monkeypatch.setattr(two_models[0].embedder, "embed", lambda sequences, normalize=None: 1 / 0)
     response = client_two.post("/v1/embeddings", json={"input": "x"})
     assert response.status_code == 500
     assert_matches(ErrorResponse, response.get_json())
+
+
+def assert_matches_omitting_none(model: type[BaseModel], body) -> None:
+    """As assert_matches, for bodies that leave optional fields out rather than send null."""
+    assert model.model_validate(body, strict=True).model_dump(mode="json", exclude_none=True) == body
+
+
+def test_rag_bodies_match_their_models(rag_client):
+    from embedding_app.rag_schemas import (
+        CohereEmbedResponse,
+        Detokenized,
+        RerankResponse,
+        TeiRank,
+        TeiToken,
+        VllmTokens,
+    )
+
+    rerank = {"query": "q", "documents": ["a", "b"]}
+    assert_matches_omitting_none(RerankResponse, rag_client.post("/v1/rerank", json=rerank).get_json())
+    assert_matches_omitting_none(RerankResponse, rag_client.post("/v2/rerank", json={
+        **rerank, "return_documents": True}).get_json())
+    for rank in rag_client.post("/rerank", json={"query": "q", "texts": ["a"], "return_text": True}).get_json():
+        assert_matches(TeiRank, rank)
+    assert_matches(CohereEmbedResponse, rag_client.post("/v2/embed", json={
+        "texts": ["a"], "embedding_types": ["float", "int8", "binary", "base64"]}).get_json())
+    assert_matches(CohereEmbedResponse, rag_client.post("/v1/embed", json={"texts": ["a"]}).get_json())
+    for token in rag_client.post("/tokenize", json={"inputs": "a b"}).get_json()[0]:
+        assert_matches(TeiToken, token)
+    assert_matches(VllmTokens, rag_client.post("/tokenize", json={"prompt": "a b"}).get_json())
+    assert_matches(Detokenized, rag_client.post("/detokenize", json={"tokens": [1037]}).get_json())
+    assert_matches(Health, rag_client.get("/health").get_json())
+    assert_matches(ModelList, rag_client.get("/v1/models").get_json())

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from embedding_app.embedder import InputError
-from embedding_app.loader import load_embedder
+from embedding_app.loader import load_engine
 from embedding_app.model_source import resolve_model
 from embedding_app.settings import Settings
 
@@ -71,12 +71,12 @@ def test_token_budget_splits_batches_without_changing_results(tiny_embedder, mon
 
 
 def test_pool_type_setting_overrides_the_model_config(tiny_model_dir, tiny_embedder):
-    from embedding_app.loader import load_embedder
+    from embedding_app.loader import load_engine
     from embedding_app.model_source import resolve_model
     from embedding_app.settings import Settings
 
     assert tiny_embedder.info.pooling == "mean"  # from the copied 1_Pooling/config.json
-    bos = load_embedder(resolve_model(str(tiny_model_dir), None), Settings(pool_type="bos"), "fp32")
+    bos = load_engine(resolve_model(str(tiny_model_dir), None), Settings(pool_type="bos"), "fp32")
     sequences = bos.finish(bos.tokenize(["pooling decides this vector"]), True)
     assert bos.info.pooling == "bos"
     assert cosine(bos.embed(sequences)[0], tiny_embedder.embed(sequences)[0]) < 0.999
@@ -84,11 +84,11 @@ def test_pool_type_setting_overrides_the_model_config(tiny_model_dir, tiny_embed
 
 @pytest.mark.parametrize("cap, expected", [(8, 8), (1000, TINY_MAX_TOKENS)])
 def test_max_tokens_per_input_lowers_but_never_raises_the_model_limit(tiny_model_dir, cap, expected):
-    from embedding_app.loader import load_embedder
+    from embedding_app.loader import load_engine
     from embedding_app.model_source import resolve_model
     from embedding_app.settings import Settings
 
-    embedder = load_embedder(resolve_model(str(tiny_model_dir), None), Settings(max_tokens_per_input=cap), "fp32")
+    embedder = load_engine(resolve_model(str(tiny_model_dir), None), Settings(max_tokens_per_input=cap), "fp32")
     assert embedder.info.max_tokens == expected
     [ids] = embedder.finish(embedder.tokenize(["word " * 100]), truncate=True)
     assert len(ids) == expected
@@ -97,4 +97,4 @@ def test_max_tokens_per_input_lowers_but_never_raises_the_model_limit(tiny_model
 def test_a_token_cap_without_room_for_text_stops_the_load(tiny_model_dir):
     source = resolve_model(str(tiny_model_dir), None)
     with pytest.raises(ValueError, match="MAX_TOKENS_PER_INPUT=2 leaves no room for text"):
-        load_embedder(source, Settings(max_tokens_per_input=2), "fp32")
+        load_engine(source, Settings(max_tokens_per_input=2), "fp32")

@@ -70,21 +70,21 @@ def test_a_slow_candidate_is_not_timed_again():
 @pytest.mark.parametrize("winner", FAITHFUL_MODES)
 def test_true_serves_the_mode_measured_fastest(monkeypatch, tiny_source, winner):
     monkeypatch.setattr(kernel_choice, "best_times", fake_times(winner))
-    embedder = loader.load_embedder(tiny_source, Settings(kernel_cache_dir=""), "true")
+    embedder = loader.load_engine(tiny_source, Settings(kernel_cache_dir=""), "true")
     assert embedder.info.mode == winner == embedder.choice.mode
     assert set(embedder.choice.tokens_per_second) == set(FAITHFUL_MODES)
     assert embedder.choice.min_cosine["fp32"] == 1.0
 
 
 def test_a_later_load_reads_the_cached_choice_without_measuring(monkeypatch, tiny_source, tmp_path):
-    first = loader.load_embedder(tiny_source, Settings(kernel_cache_dir=str(tmp_path)), "true")
+    first = loader.load_engine(tiny_source, Settings(kernel_cache_dir=str(tmp_path)), "true")
     assert not first.choice.cached
 
     def no_measuring(*args, **kwargs):
         raise AssertionError("measured again")
 
     monkeypatch.setattr(loader, "_measure", no_measuring)
-    again = loader.load_embedder(tiny_source, Settings(kernel_cache_dir=str(tmp_path)), "true")
+    again = loader.load_engine(tiny_source, Settings(kernel_cache_dir=str(tmp_path)), "true")
     assert again.choice.cached and again.info.mode == first.info.mode
     assert again.choice.kernels == first.choice.kernels
     assert [layer.packed is None for layer in again.linears()] == [layer.packed is None for layer in first.linears()]
@@ -102,7 +102,7 @@ def test_the_cache_key_changes_with_what_changes_the_kernels(monkeypatch):
 def test_an_unusable_cache_directory_only_costs_a_probe(tiny_source, tmp_path, caplog):
     blocker = tmp_path / "a-file"
     blocker.write_text("")
-    embedder = loader.load_embedder(tiny_source, Settings(kernel_cache_dir=str(blocker / "cache")), "true")
+    embedder = loader.load_engine(tiny_source, Settings(kernel_cache_dir=str(blocker / "cache")), "true")
     assert embedder.info.mode in FAITHFUL_MODES and not embedder.choice.cached
     assert "not cached" in caplog.text
 

@@ -22,13 +22,18 @@ def statuses(document) -> dict:
     return {path: {method: set(op["responses"]) for method, op in item.items()} for path, item in document["paths"].items()}
 
 
-def test_every_route_is_documented_with_its_statuses(make_client):
-    document = make_client(api_keys=("secret",)).get("/openapi.json").get_json()
+def test_every_route_is_documented_with_its_statuses(make_client, tiny_source, tiny_embedder, tiny_reranker):
+    from embedding_app.runtime import ServedModel
+
+    models = [ServedModel(tiny_source, tiny_embedder), tiny_reranker]
+    document = make_client(models=models, api_keys=("secret",)).get("/openapi.json").get_json()
     assert document["openapi"].startswith("3.1")
     assert statuses(document) == {
         "/v1/embeddings": {"post": {"200", "400", "401", "404", "413", "415", "500", "503"}},
         "/v1/models": {"get": {"200", "401"}},
         "/v1/models/{model_id}": {"get": {"200", "401", "404"}},
+        **{path: {"post": {"200", "400", "401", "404", "413", "415", "500", "503"}} for path in (
+            "/v1/rerank", "/v2/rerank", "/rerank", "/v1/embed", "/v2/embed", "/embed", "/tokenize", "/detokenize")},
         "/health": {"get": {"200"}},
         "/": {"get": {"200"}},
         "/metrics": {"get": {"200"}},
@@ -109,3 +114,10 @@ def test_several_models_are_described_with_their_names_and_a_working_prompt_exam
 def test_without_prompts_prompt_name_is_documented_as_null_only(document):
     assert document["components"]["schemas"]["EmbeddingRequest"]["properties"]["prompt_name"]["anyOf"] == [
         {"type": "null"}]
+
+
+def test_routes_no_served_model_can_answer_are_left_out(document, make_client, tiny_reranker):
+    assert not {"/v1/rerank", "/v2/rerank", "/rerank"} & set(document["paths"])
+    only_reranker = make_client(models=[tiny_reranker]).get("/openapi.json").get_json()
+    assert not {"/v1/embed", "/v2/embed", "/embed"} & set(only_reranker["paths"])
+    assert {"/v1/rerank", "/tokenize"} <= set(only_reranker["paths"])

@@ -6,7 +6,7 @@ import torch
 
 from embedding_app.batching import padded_batches
 from embedding_app.embedder import Embedder
-from embedding_app.loader import load_embedder
+from embedding_app.loader import load_engine
 from embedding_app.model_source import resolve_model
 from embedding_app.packed import pack
 from embedding_app.settings import POOL_TYPES, Settings
@@ -30,7 +30,7 @@ def min_cosine(a: np.ndarray, b: np.ndarray) -> float:
 
 @pytest.mark.parametrize("pooling", POOL_TYPES)
 def test_packed_matches_transformers_on_the_tiny_model(tiny_model_dir, pooling):
-    embedder = load_embedder(resolve_model(str(tiny_model_dir), None), Settings(pool_type=pooling), "fp32")
+    embedder = load_engine(resolve_model(str(tiny_model_dir), None), Settings(pool_type=pooling), "fp32")
     assert embedder.packed is not None
     sequences = embedder.finish(embedder.tokenize(TEXTS), True)
     with torch.inference_mode():
@@ -39,7 +39,7 @@ def test_packed_matches_transformers_on_the_tiny_model(tiny_model_dir, pooling):
 
 @pytest.mark.parametrize("mode, bound", [("fp32", 0.99999), ("bf16", 0.999)])
 def test_packed_matches_transformers_on_minilm(minilm_dir, texts, mode, bound):
-    embedder = load_embedder(resolve_model(str(minilm_dir), None), Settings(), mode)
+    embedder = load_engine(resolve_model(str(minilm_dir), None), Settings(), mode)
     assert embedder.packed is not None
     sequences = embedder.finish(embedder.tokenize(texts[:48]), True)
     with torch.inference_mode():
@@ -87,7 +87,7 @@ def roberta_dir(tmp_path_factory, minilm_dir):
 def test_unsupported_architecture_uses_padded_batches_with_the_same_results(roberta_dir, monkeypatch):
     from embedding_app import metrics
 
-    embedder = load_embedder(resolve_model(str(roberta_dir), None), Settings(), "fp32")
+    embedder = load_engine(resolve_model(str(roberta_dir), None), Settings(), "fp32")
     assert embedder.packed is None and "roberta" in embedder.fallback
     sequences = embedder.finish(embedder.tokenize(TEXTS), True)
     padding = []
@@ -101,11 +101,19 @@ def test_unsupported_architecture_uses_padded_batches_with_the_same_results(robe
 @pytest.mark.filterwarnings("ignore::UserWarning", "ignore::DeprecationWarning")  # torch's int8 deprecation
 def test_the_load_log_says_how_many_matrix_multiplications_run_pre_packed(tiny_model_dir):
     source = resolve_model(str(tiny_model_dir), None)
-    embedder = load_embedder(source, Settings(kernel_cache_dir=""), "fp32")
+    embedder = load_engine(source, Settings(kernel_cache_dir=""), "fp32")
     layers = embedder.linears()
     onednn = [layer for layer in layers if embedder.choice.kernels.get(layer.shape) == "onednn"]
     assert len(layers) == 4 * embedder.model.config.num_hidden_layers
     assert all(layer.packed is not None for layer in onednn)  # the kernel measured faster is the one that runs
     assert embedder.describe_path() == (
         f"packed batches, {len(onednn)} of {len(layers)} matrix multiplications pre-packed for oneDNN")
-    assert f"0 of {len(layers)}" in load_embedder(source, Settings(), "int8").describe_path()  # quantized modules
+    assert f"0 of {len(layers)}" in load_engine(source, Settings(), "int8").describe_path()  # quantized modules
+
+
+def test_a_roberta_style_model_takes_inputs_as_long_as_its_positions_allow(roberta_dir):
+    # RoBERTa numbers positions from pad_token_id + 1: of its 80 position embeddings, 79 hold tokens here.
+    embedder = load_engine(resolve_model(str(roberta_dir), None), Settings(), "fp32")
+    assert embedder.info.max_tokens == 80 - 1
+    [longest] = embedder.finish(embedder.tokenize(["word " * 200]), True)
+    assert len(longest) == 79 and embedder.embed([longest]).shape == (1, 32)

@@ -8,7 +8,7 @@ import sys
 import numpy as np
 import pytest
 
-from embedding_app.loader import load_embedder
+from embedding_app.loader import load_engine
 from embedding_app.model_source import ModelSourceError, resolve_model
 from embedding_app.prepare import prepare
 from embedding_app.settings import Settings
@@ -47,8 +47,8 @@ def test_bf16_stored_model_serves_like_bf16_at_load(tiny_model_dir, tmp_path, ti
     half = prepare(str(tiny_model_dir), tmp_path / "half", quantize="bf16")
     assert (half / "model.safetensors").stat().st_size < 0.6 * (tiny_model_dir / "model.safetensors").stat().st_size
     ids = tiny_embedder.finish(tiny_embedder.tokenize(["prepared once", "loaded by every worker"]), True)
-    original = load_embedder(resolve_model(str(tiny_model_dir), None), Settings(), "bf16").embed(ids)
-    stored = load_embedder(resolve_model(str(half), None), Settings(), "bf16").embed(ids)
+    original = load_engine(resolve_model(str(tiny_model_dir), None), Settings(), "bf16").embed(ids)
+    stored = load_engine(resolve_model(str(half), None), Settings(), "bf16").embed(ids)
     np.testing.assert_allclose(stored, original, atol=1e-6)
 
 
@@ -97,3 +97,15 @@ def test_cli_prints_no_progress_bars(tiny_model_dir, tmp_path):
     assert result.returncode == 0, result.stderr
     assert result.stdout.startswith(f"prepared: {tmp_path / 'm'}")
     assert "it/s]" not in result.stderr and "%|" not in result.stderr
+
+
+def test_a_reranker_is_prepared_with_its_head_and_scores_the_same(tiny_reranker_dir, tmp_path, tiny_reranker):
+    from embedding_app.loader import load_engine
+
+    out = prepare(str(tiny_reranker_dir), tmp_path / "ranker", quantize="bf16")
+    source = resolve_model(str(out), None)
+    assert source.task == "rerank"
+    engine = tiny_reranker.embedder
+    pairs, _ = engine.pairs(engine.tokenize(["query"])[0], engine.tokenize(["one document", "another one"]), True)
+    original = load_engine(tiny_reranker.source, Settings(), "bf16").score(pairs)
+    np.testing.assert_allclose(load_engine(source, Settings(), "bf16").score(pairs), original, atol=1e-6)

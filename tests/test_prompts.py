@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from embedding_app.loader import load_embedder
+from embedding_app.loader import load_engine
 from embedding_app.model_source import resolve_model
 from embedding_app.runtime import ServedModel
 from embedding_app.settings import Settings
@@ -34,7 +34,7 @@ def reference(prompted_minilm_dir):
 @pytest.fixture(scope="module")
 def prompted_minilm(prompted_minilm_dir):
     source = resolve_model(str(prompted_minilm_dir), None)
-    return ServedModel(source, load_embedder(source, Settings(), "fp32"))
+    return ServedModel(source, load_engine(source, Settings(), "fp32"))
 
 
 @pytest.fixture

@@ -25,9 +25,9 @@ def minilm_source(minilm_dir):
 
 @pytest.fixture(scope="module")
 def fp32(minilm_source):
-    from embedding_app.loader import load_embedder
+    from embedding_app.loader import load_engine
 
-    return load_embedder(minilm_source, Settings(), "fp32")
+    return load_engine(minilm_source, Settings(), "fp32")
 
 
 @pytest.fixture(scope="module")
@@ -45,9 +45,9 @@ def reference(fp32, sequences):
 
 @pytest.fixture(scope="module", params=FAITHFUL_MODES)
 def fidelity(request, minilm_source, fp32, sequences, reference):
-    from embedding_app.loader import load_embedder
+    from embedding_app.loader import load_engine
 
-    embedder = fp32 if request.param == "fp32" else load_embedder(minilm_source, Settings(), request.param)
+    embedder = fp32 if request.param == "fp32" else load_engine(minilm_source, Settings(), request.param)
     return measure_fidelity(embedder, *sequences, *reference)
 
 

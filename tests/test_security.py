@@ -170,7 +170,7 @@ def test_trust_remote_code_is_off_unless_enabled(tiny_model_dir, monkeypatch):
     original = loader_module.AutoModel.from_pretrained
     monkeypatch.setattr(loader_module.AutoModel, "from_pretrained",
                         lambda *args, **kwargs: seen.append(kwargs) or original(*args, **kwargs))
-    loader_module.load_embedder(resolve_model(str(tiny_model_dir), None), Settings(), "fp32")
+    loader_module.load_engine(resolve_model(str(tiny_model_dir), None), Settings(), "fp32")
     assert seen and seen[0]["trust_remote_code"] is False
 
 
