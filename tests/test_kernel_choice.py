@@ -140,3 +140,19 @@ def test_the_server_reports_the_measured_choice_everywhere(measured_server):
     log = measured_server.log()
     assert f"QUANTIZE=true -> {compute['mode']} (probe: " in log  # the first worker measured
     assert f"QUANTIZE=true -> {compute['mode']} (cached probe: " in log  # the second read its figures
+
+
+def test_a_reranker_is_measured_too_and_its_scores_stay_faithful(tiny_reranker):
+    reranker = loader.load_engine(tiny_reranker.source, Settings(kernel_cache_dir=""), "true")
+    assert reranker.info.task == "rerank" and reranker.info.mode in FAITHFUL_MODES
+    assert set(reranker.choice.tokens_per_second) == set(FAITHFUL_MODES)
+    assert reranker.choice.min_cosine[reranker.info.mode] >= kernel_choice.MIN_COSINE  # scores within 1e-3 of fp32
+
+
+def test_agreement_is_the_lowest_cosine_of_vectors_and_the_largest_gap_of_scores():
+    import numpy as np
+
+    vectors = np.array([[1.0, 0.0], [0.0, 1.0]])
+    assert kernel_choice.agreement(vectors, vectors) == pytest.approx(1.0)
+    assert kernel_choice.agreement(np.array([[1.0, 0.0], [1.0, 1.0]]), vectors) == pytest.approx(0.5 ** 0.5)
+    assert kernel_choice.agreement(np.array([0.5, 0.2]), np.array([0.5, 0.25])) == pytest.approx(0.95)
