@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import time
 from dataclasses import dataclass
+from typing import Callable
 
 import numpy as np
 import torch
@@ -165,7 +166,7 @@ class Embedder:
         return self.pool_packed(self.packed.forward(ids, positions, packing).float(), packing.lengths)
 
     @torch.inference_mode()
-    def embed(self, sequences: list[list[int]]) -> np.ndarray:
+    def embed(self, sequences: list[list[int]], before_forward: Callable[[], None] = lambda: None) -> np.ndarray:
         """Embeddings (float32, one row per sequence, input order) of finished token sequences."""
         order = sorted(range(len(sequences)), key=lambda i: len(sequences[i]), reverse=True)
         lengths = [len(sequences[i]) for i in order]
@@ -177,6 +178,7 @@ class Embedder:
         for first, end in ranges:
             batch = order[first:end]
             padding = 0 if self.packed else (end - first) * lengths[first] - sum(lengths[first:end])
+            before_forward()  # the request's checks: heartbeat, deadline, client still there
             metrics.record_batch(len(batch), padding)
             thread_budget.follow_load()  # auto: workers that started or finished since the last forward change it
             vectors = forward([sequences[i] for i in batch])

@@ -2,15 +2,20 @@
 
 from __future__ import annotations
 
+import logging
+import time
+
 from flask import Blueprint, Response, current_app, request
 from werkzeug.exceptions import RequestEntityTooLarge
 
+from .deadline import START_HEADER, Budget, ClientGone, parse_start
 from .errors import ApiError
 from .parsing import parse_request
 from .runtime import get_registry
 from .schemas import ModelCard, ModelList
 from .service import embed_request, find_model
 
+log = logging.getLogger(__name__)
 bp = Blueprint("openai", __name__)
 # Set when TRUNCATE=true cut some inputs to the model's maximum; the body keeps OpenAI's shape.
 TRUNCATED_HEADER = "X-Truncated-Inputs"
@@ -35,8 +40,19 @@ def create_embeddings():
     if request.mimetype not in ("", "application/json"):
         raise ApiError(415, f"Content-Type must be application/json, not {request.mimetype}",
                        code="unsupported_media_type")
+    settings = current_app.config["SETTINGS"]
+    # The budget counts from when the proxy passed the request on: time queued for a worker is part of it.
+    budget = Budget(parse_start(request.headers.get(START_HEADER), time.time()), settings.timeout,
+                    request.environ.get("gunicorn.socket"))
+    budget.check_queued()
     parsed = parse_request(_read_body())
-    body, truncated = embed_request(parsed, get_registry(), current_app.config["SETTINGS"])
+    try:
+        body, truncated = embed_request(parsed, get_registry(), settings, budget)
+    except ClientGone:
+        log.info("the client of %s %s closed the connection: stopped computing its answer", request.method,
+                 request.path)
+        raise ApiError(499, "The client closed the connection before the answer was ready",
+                       code="client_closed") from None
     response = Response(body, mimetype="application/json")
     if truncated:
         response.headers[TRUNCATED_HEADER] = str(truncated)

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import time
 from typing import TYPE_CHECKING, NamedTuple
 
-from . import metrics, thread_budget
+from . import metrics, status_board, thread_budget
+from .deadline import Budget, record_speed
 from .encoding import render_embeddings, shorten
 from .errors import ApiError
 from .inputs import InputError, Inputs
@@ -74,14 +76,19 @@ def _sequences(inputs: Inputs, prompt: str, model: ServedModel, settings: Settin
         raise ApiError(400, f"Invalid {param}: {exc}", param=param, code="invalid_input") from None
 
 
-def embed_request(request: EmbeddingRequest, registry: Registry, settings: Settings) -> Embedded:
-    """Validate a parsed request against its model and the limits, embed it, and render the JSON body."""
+def embed_request(request: EmbeddingRequest, registry: Registry, settings: Settings, budget: Budget) -> Embedded:
+    """Validate a parsed request against its model, the limits and its time budget, embed it, render the JSON body."""
     # Busy from tokenizing to rendering, not only in forwards: a worker about to compute already needs its share.
-    with thread_budget.busy():
-        return _embed_request(request, registry, settings)
+    started = time.perf_counter()
+    status_board.start_request()
+    try:
+        with thread_budget.busy():
+            return _embed_request(request, registry, settings, budget)
+    finally:
+        status_board.finish_request(time.perf_counter() - started)
 
 
-def _embed_request(request: EmbeddingRequest, registry: Registry, settings: Settings) -> Embedded:
+def _embed_request(request: EmbeddingRequest, registry: Registry, settings: Settings, budget: Budget) -> Embedded:
     model = find_model(registry, request.model)
     info = model.embedder.info
     if request.dimensions is not None and request.dimensions > info.dimensions:
@@ -94,7 +101,10 @@ def _embed_request(request: EmbeddingRequest, registry: Registry, settings: Sett
         raise ApiError(400, f"The request has {tokens} tokens, more than this server's limit of "
                             f"{settings.max_tokens_per_request} per request (MAX_TOKENS_PER_REQUEST)",
                        param="input", code="too_many_tokens")
-    vectors = shorten(model.embedder.embed(sequences), request.dimensions)
+    budget.admit(model.id, tokens, settings.max_tokens_per_request)
+    started = time.perf_counter()
+    vectors = shorten(model.embedder.embed(sequences, budget.between_forwards), request.dimensions)
+    record_speed(model.id, tokens, time.perf_counter() - started)
     metrics.record_embeddings(model.id, len(sequences), tokens, truncated)
     # The served name, not the name sent: as OpenAI answers with the model that ran (see README).
     return Embedded(render_embeddings(vectors, request.encoding_format, model.id, tokens), truncated)
