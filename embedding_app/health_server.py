@@ -92,8 +92,8 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _overloaded(self) -> None:
         wait, waiting = expected_wait(self.arbiter)
-        message = (f"The server is busy: {waiting} requests are waiting for its workers (~{wait:.0f}s of work); "
-                   "retry after the Retry-After delay or send fewer requests at once")
+        message = (f"The server is busy: every worker is taken and {waiting} more requests are queued (~{wait:.0f}s "
+                   "of work); retry after the Retry-After delay or send fewer requests at once")
         self._send(503, {"error": {"message": message, "type": "server_error", "param": None,
                                    "code": "server_overloaded"}},
                    {"Retry-After": str(backlog.retry_after(wait))})

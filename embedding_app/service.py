@@ -79,16 +79,19 @@ def _sequences(inputs: Inputs, prompt: str, model: ServedModel, settings: Settin
 def embed_request(request: EmbeddingRequest, registry: Registry, settings: Settings, budget: Budget) -> Embedded:
     """Validate a parsed request against its model, the limits and its time budget, embed it, render the JSON body."""
     # Busy from tokenizing to rendering, not only in forwards: a worker about to compute already needs its share.
-    started = time.perf_counter()
+    started, seconds = time.perf_counter(), None
     status_board.start_request()
     try:
         with thread_budget.busy():
-            return _embed_request(request, registry, settings, budget)
+            embedded = _embed_request(request, registry, settings, budget)
+        seconds = time.perf_counter() - started
+        return embedded
     finally:
-        status_board.finish_request(time.perf_counter() - started)
+        status_board.finish_request(seconds)  # refused requests would understate how long requests take
 
 
 def _embed_request(request: EmbeddingRequest, registry: Registry, settings: Settings, budget: Budget) -> Embedded:
+    started = time.perf_counter()
     model = find_model(registry, request.model)
     info = model.embedder.info
     if request.dimensions is not None and request.dimensions > info.dimensions:
@@ -102,9 +105,10 @@ def _embed_request(request: EmbeddingRequest, registry: Registry, settings: Sett
                             f"{settings.max_tokens_per_request} per request (MAX_TOKENS_PER_REQUEST)",
                        param="input", code="too_many_tokens")
     budget.admit(model.id, tokens, settings.max_tokens_per_request)
-    started = time.perf_counter()
     vectors = shorten(model.embedder.embed(sequences, budget.between_forwards), request.dimensions)
-    record_speed(model.id, tokens, time.perf_counter() - started)
     metrics.record_embeddings(model.id, len(sequences), tokens, truncated)
     # The served name, not the name sent: as OpenAI answers with the model that ran (see README).
-    return Embedded(render_embeddings(vectors, request.encoding_format, model.id, tokens), truncated)
+    body = render_embeddings(vectors, request.encoding_format, model.id, tokens)
+    # Tokenizing and rendering included: admission estimates the whole request from this.
+    record_speed(model.id, tokens, time.perf_counter() - started)
+    return Embedded(body, truncated)

@@ -92,12 +92,13 @@ def start_request() -> None:
     _write(busy=True, busy_since=time.time())
 
 
-def finish_request(seconds: float) -> None:
-    """This worker is idle again; its request took `seconds` (folded into the moving average)."""
+def finish_request(seconds: float | None) -> None:
+    """This worker is idle again; its request took `seconds` (folded into the moving average; None: refused)."""
     if _board is None:
         return
     previous = read_own().request_seconds
-    average = seconds if not previous else (1 - _AVERAGE_WEIGHT) * previous + _AVERAGE_WEIGHT * seconds
+    average = previous if seconds is None else seconds if not previous else (
+        (1 - _AVERAGE_WEIGHT) * previous + _AVERAGE_WEIGHT * seconds)
     _write(busy=False, busy_since=0.0, request_seconds=average)
 
 
