@@ -107,8 +107,9 @@ def when_ready(server):
     """Answer /health, /livez and /readyz from a thread of this master, on EMBEDDING_SERVER_HEALTH_PORT."""
     from embedding_app import health_server
 
-    if not getattr(server, "health_responder", None):  # once per master, not again on reloads
-        server.health_responder = health_server.start(server, settings.host, settings.health_port)
+    if not getattr(server, "health_responder", False):  # once per master, not again on reloads
+        health_server.start(server, settings.host, settings.health_port)
+        server.health_responder = True
     server.log.info("health, liveness and readiness on %s:%d (/health, /livez, /readyz)", settings.host,
                     settings.health_port)
 

@@ -120,10 +120,19 @@ class _Server(ThreadingHTTPServer):
         pass
 
 
-def start(arbiter, host: str, port: int) -> ThreadingHTTPServer:
+def start(arbiter, host: str, port: int) -> None:
     """Serve /livez, /readyz, /health and /overloaded on host:port from a daemon thread of the master."""
     handler = type("Handler", (_Handler,), {"arbiter": arbiter})
     server_class = type("Server6", (_Server,), {"address_family": socket.AF_INET6}) if ":" in host else _Server
-    server = server_class((host, port), handler)
-    threading.Thread(target=server.serve_forever, name="health-responder", daemon=True).start()
-    return server
+
+    def serve() -> None:
+        # A master started by USR2 runs beside the old one, which holds the port until it exits: keep trying.
+        while True:
+            try:
+                server = server_class((host, port), handler)
+                break
+            except OSError:
+                time.sleep(1)
+        server.serve_forever()
+
+    threading.Thread(target=serve, name="health-responder", daemon=True).start()

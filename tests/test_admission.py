@@ -89,3 +89,15 @@ def test_worker_stops_computing_when_its_client_leaves(tiny_model_dir, output_di
         response, seconds = post(server, {"input": "next"})
         assert response.status_code == 200 and seconds < alone / 2, f"{seconds:.1f}s; alone {alone:.1f}s"
         wait_until(lambda: "closed the connection: stopped computing" in server.log(), 10, "the log line")
+
+
+def test_a_request_under_the_token_limit_that_cannot_finish_in_time_is_refused_up_front(output_dir):
+    # all-MiniLM-L6-v2 in fp32 on one thread: ~300,000 tokens would take minutes, far past the 10 s limit.
+    with GunicornServer(output_dir / "gunicorn-admission-minilm.log", workers=1, MODEL_NAME="", QUANTIZE="false",
+                        EMBEDDING_SERVER_TIMEOUT="10", EMBEDDING_SERVER_THREADS_PER_WORKER="1") as server:
+        response, seconds = post(server, {"input": ["word " * 300] * 1171})  # 1171 x 256 = 299,776 tokens
+    error = response.json()["error"]
+    assert response.status_code == 400 and error["code"] == "too_many_tokens", response.text
+    assert "299776 tokens" in error["message"] and "EMBEDDING_SERVER_TIMEOUT" in error["message"]
+    assert seconds < 5
+    print(f"refused in {seconds:.1f}s: {error['message']}")
