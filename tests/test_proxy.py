@@ -87,11 +87,13 @@ def test_slow_clients_do_not_hold_the_workers(stack):
         status, seconds, _ = timed_embedding(stack.url, ["Still served while eight clients stall."])
         assert status == 200 and seconds < 5, f"{status} after {seconds:.1f}s"
         assert requests.get(f"{stack.url}/health", timeout=5).status_code == 200
-        # nginx drops them after PROXY_CLIENT_TIMEOUT (10 s) of silence, with a reset (reset_timedout_connection:
-        # their memory is freed at once); none was ever passed to a worker.
+        # nginx drops them after PROXY_CLIENT_TIMEOUT (10 s) of silence (a part-sent request with a reset:
+        # reset_timedout_connection frees its memory at once); none was ever passed to a worker.
         for sock in sockets:
-            with pytest.raises(ConnectionResetError):
-                sock.recv(4096)
+            try:
+                assert sock.recv(4096) == b""
+            except ConnectionResetError:
+                pass
     finally:
         for sock in sockets:
             sock.close()
