@@ -20,7 +20,7 @@ from .test_faults import SLOW, slow_input
 def server(tiny_model_dir, output_dir):
     """Real gunicorn: 2 workers, the tiny model computing in 64-token batches, 10 s timeout."""
     with GunicornServer(output_dir / "gunicorn-admission.log", workers=2, MODEL_NAME=str(tiny_model_dir),
-                        EMBEDDING_SERVER_TIMEOUT="10", EMBEDDING_SERVER_THREADS_PER_WORKER="1", **SLOW) as server:
+                        EMBEDDING_SERVER_TIMEOUT="10", **SLOW) as server:
         yield server
 
 
@@ -77,7 +77,7 @@ def test_request_queued_past_its_deadline_is_not_computed(server):
 
 def test_worker_stops_computing_when_its_client_leaves(tiny_model_dir, output_dir):
     with GunicornServer(output_dir / "gunicorn-client-gone.log", workers=1, MODEL_NAME=str(tiny_model_dir),
-                        EMBEDDING_SERVER_TIMEOUT="60", EMBEDDING_SERVER_THREADS_PER_WORKER="1", **SLOW) as server:
+                        EMBEDDING_SERVER_TIMEOUT="60", **SLOW) as server:
         started = time.monotonic()
         assert post(server, slow_input(15_000))[0].status_code == 200
         alone = time.monotonic() - started

@@ -34,7 +34,7 @@ STALLED = 4600
 def server(tiny_model_dir, output_dir):
     """Real gunicorn: 2 one-thread workers, the tiny model computing in 64-token batches, 20 s timeout."""
     with GunicornServer(output_dir / "gunicorn-proxy-load.log", workers=2, MODEL_NAME=str(tiny_model_dir),
-                        EMBEDDING_SERVER_TIMEOUT="20", EMBEDDING_SERVER_THREADS_PER_WORKER="1", **SLOW) as server:
+                        EMBEDDING_SERVER_TIMEOUT="20", **SLOW) as server:
         yield server
 
 
