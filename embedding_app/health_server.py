@@ -3,14 +3,17 @@
 A sync worker computing a long request cannot answer a probe, and probes queued behind requests made healthy
 servers look dead. The master always answers: from gunicorn's own worker heartbeats (which busy workers renew
 between forwards), the shared status board (loaded, busy, request times) and the listening socket's queue.
-Nothing here may log or print: the master forks workers while this thread runs, and a fork taken while the
-thread held a stdio lock would leave that lock held forever in the child.
+The master forks workers while this thread runs, and a lock the thread holds at a fork stays held forever in the
+child. So the thread never logs or prints (stdio locks), never resolves names, and imports nothing once workers
+exist: start() answers one request of each kind, before the first fork, so every lazy import is done.
 """
 
 from __future__ import annotations
 
+import http.client
 import os
 import socket
+import socketserver
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -116,6 +119,11 @@ class _Server(ThreadingHTTPServer):
     daemon_threads = True
     allow_reuse_address = True
 
+    def server_bind(self) -> None:
+        # HTTPServer's own looks up the host's name (socket.getfqdn): a DNS query, and imports, in this thread.
+        socketserver.TCPServer.server_bind(self)
+        self.server_name, self.server_port = self.server_address[:2]
+
     def handle_error(self, request, client_address) -> None:  # a client that went away: nothing to report
         pass
 
@@ -124,15 +132,34 @@ def start(arbiter, host: str, port: int) -> None:
     """Serve /livez, /readyz, /health and /overloaded on host:port from a daemon thread of the master."""
     handler = type("Handler", (_Handler,), {"arbiter": arbiter})
     server_class = type("Server6", (_Server,), {"address_family": socket.AF_INET6}) if ":" in host else _Server
+    try:
+        server = server_class((host, port), handler)
+    except OSError:  # a master started by USR2 runs beside the old one, which holds the port until it exits
+        threading.Thread(target=_serve_when_free, args=(server_class, host, port, handler), daemon=True).start()
+        return
+    threading.Thread(target=server.serve_forever, name="health-responder", daemon=True).start()
+    _warm_up(host, port)
 
-    def serve() -> None:
-        # A master started by USR2 runs beside the old one, which holds the port until it exits: keep trying.
-        while True:
-            try:
-                server = server_class((host, port), handler)
-                break
-            except OSError:
-                time.sleep(1)
-        server.serve_forever()
 
-    threading.Thread(target=serve, name="health-responder", daemon=True).start()
+def _serve_when_free(server_class, host: str, port: int, handler) -> None:
+    while True:
+        try:
+            server = server_class((host, port), handler)
+            break
+        except OSError:
+            time.sleep(1)
+    server.serve_forever()
+
+
+def _warm_up(host: str, port: int) -> None:
+    """Answer each route once (no worker exists yet), so that the thread imports nothing after the first fork."""
+    local = {"0.0.0.0": "127.0.0.1", "::": "::1"}.get(host, host)
+    for path in ("/livez", "/readyz", "/health", "/overloaded", "/unknown"):
+        connection = http.client.HTTPConnection(local, port, timeout=5)
+        try:
+            connection.request("GET", path)
+            connection.getresponse().read()
+        except OSError:
+            pass
+        finally:
+            connection.close()
