@@ -133,20 +133,19 @@ def test_heavy_requests_never_time_out_at_the_proxy_and_health_answers(proxy, se
 
 
 def open_stalled(port: int, count: int, head: bytes) -> list[socket.socket]:
-    """count connections from the attacker's address, each having sent `head` and then nothing."""
+    """count connections from the attacker's address, each sending `head` at once and then nothing."""
+    # At once: a connection that has sent nothing is one nginx may close to make room ("reusing connections").
     sockets = []
     for _ in range(count):
         sock = socket.socket()
         sock.bind((ATTACKER, 0))
-        sock.setblocking(False)
-        sock.connect_ex(("127.0.0.1", port))
-        sockets.append(sock)
-    time.sleep(0.5)
-    for sock in sockets:
+        sock.settimeout(1)
         try:
-            sock.send(head)
-        except OSError:  # refused or reset: nginx did not take it
+            sock.connect(("127.0.0.1", port))
+            sock.sendall(head)
+        except OSError:  # refused, reset or not accepted in time: nginx did not take it
             pass
+        sockets.append(sock)
     return sockets
 
 
