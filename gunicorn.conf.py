@@ -143,7 +143,7 @@ def post_fork(server, worker):
     from embedding_app.system import health_body
 
     metrics.use_multiprocess_dir(server.metrics_dir)
-    status_board.attach(server.status_board, worker.slot, os.getpid(), worker.notify)
+    status_board.attach(server.status_board, worker.slot, os.getpid(), worker.notify, worker.sockets)
     threads = attach(server.thread_board, worker.slot) if settings.threads_per_worker is None else 0
     try:
         registry = load_worker_models(settings, server.model_sources, threads)

@@ -89,8 +89,8 @@ class Budget:
             raise ClientGone()
 
     def _overloaded(self, message: str) -> ApiError:
-        board = status_board.board()
-        wait = backlog.expected_wait(status_board.read(board), 0, self.timeout) if board else 1.0
+        board, waiting = status_board.board(), backlog.queued(status_board.listeners())
+        wait = backlog.expected_wait(status_board.read(board), waiting, self.timeout) if board else 1.0
         return ApiError(503, f"{message}; retry after the Retry-After delay", code="server_overloaded",
                         headers={"Retry-After": str(backlog.retry_after(wait))})
 

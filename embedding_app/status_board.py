@@ -31,6 +31,7 @@ class WorkerState(NamedTuple):
 _board: mmap.mmap | None = None  # in a worker: the inherited board and this worker's slot
 _slot = 0
 _heartbeat: Callable[[], None] = lambda: None
+_listeners: list = []  # the server's listening sockets, whose queues are part of the backlog
 
 
 def create(workers: int) -> mmap.mmap:
@@ -61,10 +62,10 @@ def read(board: mmap.mmap) -> list[WorkerState]:
     return [state._replace(ready=bool(state.ready), busy=bool(state.busy)) for state in states if state.pid]
 
 
-def attach(board: mmap.mmap, slot: int | None, pid: int, heartbeat: Callable[[], None]) -> None:
+def attach(board: mmap.mmap, slot: int | None, pid: int, heartbeat: Callable[[], None], listeners=()) -> None:
     """In a new worker: write this worker's record from `slot`; heartbeat tells gunicorn the worker is alive."""
-    global _board, _slot, _heartbeat
-    _heartbeat = heartbeat
+    global _board, _slot, _heartbeat, _listeners
+    _heartbeat, _listeners = heartbeat, list(listeners)
     if slot is None:  # more workers than slots: this one serves, but the responder cannot see it
         return
     _board, _slot = board, slot
@@ -74,6 +75,11 @@ def attach(board: mmap.mmap, slot: int | None, pid: int, heartbeat: Callable[[],
 def board() -> mmap.mmap | None:
     """The board this worker writes to (None outside gunicorn)."""
     return _board
+
+
+def listeners() -> list:
+    """The server's listening sockets (none outside gunicorn)."""
+    return _listeners
 
 
 def _write(**changes) -> None:
