@@ -32,10 +32,11 @@ COPY embedding_app/ embedding_app/
 
 # Numeric, so that Kubernetes runAsNonRoot can verify it without reading /etc/passwd.
 USER 10001
-EXPOSE 7860
-# Healthy once a worker answers /health, i.e. has its model loaded; slim has no curl, python does.
-# Shell form on purpose: podman 4.3 splits the exec form's arguments at spaces.
+# 7860 serves the API; 7861 (EMBEDDING_SERVER_HEALTH_PORT) /health, /livez, /readyz from gunicorn's master.
+EXPOSE 7860 7861
+# Healthy once the master says a worker is alive with its model loaded, however busy; slim has no curl, python does.
+# Shell form on purpose: podman 4.3 splits the exec form's arguments at spaces (and the shell expands the port).
 # hadolint ignore=DL3025
-HEALTHCHECK --interval=10s --timeout=5s --start-period=120s --retries=3 \
-    CMD python -c "import urllib.request; urllib.request.urlopen('http://127.0.0.1:7860/health', timeout=4)" || exit 1
+HEALTHCHECK --interval=10s --timeout=3s --start-period=120s --retries=3 \
+    CMD python -c "import urllib.request; urllib.request.urlopen('http://127.0.0.1:${EMBEDDING_SERVER_HEALTH_PORT:-7861}/health', timeout=2)" || exit 1
 CMD ["gunicorn", "wsgi:app"]

@@ -11,16 +11,10 @@ import sys
 import tempfile
 import time
 
+from embedding_app import status_board
 from embedding_app.model_source import ModelSourceError, resolve_models
 from embedding_app.settings import SettingsError, get_settings, settings_warnings
-from embedding_app.thread_budget import (
-    assign_slot,
-    attach,
-    available_cores,
-    create_board,
-    free_slot,
-    oversubscription,
-)
+from embedding_app.thread_budget import attach, available_cores, create_board, free_slot, oversubscription
 
 try:
     settings = get_settings()
@@ -66,7 +60,7 @@ logger_class = "embedding_app.access_log.QuietProbesLogger"
 # set first, and torch must never load in the master.
 
 
-def check_port_free(host: str, port: int) -> None:
+def check_port_free(host: str, port: int, key: str = "EMBEDDING_SERVER_PORT") -> None:
     """Exit at once, naming the settings, if another process listens on host:port (gunicorn retries for 5 s)."""
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     with socket.socket(family, socket.SOCK_STREAM) as probe:
@@ -75,7 +69,7 @@ def check_port_free(host: str, port: int) -> None:
             probe.bind((host, port))
         except OSError as exc:
             reason = "is already in use" if exc.errno == errno.EADDRINUSE else f"cannot be bound: {exc.strerror}"
-            sys.exit(f"configuration error: port {port} on {host} {reason} (EMBEDDING_SERVER_PORT="
+            sys.exit(f"configuration error: port {port} on {host} {reason} ({key}="
                      f"{port}, EMBEDDING_SERVER_HOST={host}); stop the other server or choose another port")
 
 
@@ -104,6 +98,7 @@ def on_starting(server):
     # reloaded workers get the same model and metrics without resolving anything again.
     if not server.master_pid:  # a master started by USR2 inherits the bound socket
         check_port_free(settings.host, settings.port)
+        check_port_free(settings.host, settings.health_port, "EMBEDDING_SERVER_HEALTH_PORT")
     os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
     remove_dead_masters_metrics(worker_tmp_dir)
     try:
@@ -126,10 +121,23 @@ def on_starting(server):
     # Named after the master's pid so that each server's directory is recognisable.
     server.metrics_dir = tempfile.mkdtemp(prefix=f"{METRICS_PREFIX}{os.getpid()}-", dir=worker_tmp_dir)
     os.environ["PROMETHEUS_MULTIPROC_DIR"] = server.metrics_dir
+    # Each worker's state (loaded, busy, request times), for the health responder and admission.
+    server.status_board = status_board.create(settings.workers)
     if settings.threads_per_worker is None:  # auto: the workers share the cores through this board
         server.thread_board = create_board(settings.workers)
     # SIGHUP runs on_reload alone: a rolling replacement instead of gunicorn's all-at-once reload.
     server.reload = lambda: on_reload(server)
+
+
+def when_ready(server):
+    """Answer /health, /livez and /readyz from a thread of this master, on EMBEDDING_SERVER_HEALTH_PORT."""
+    from embedding_app import health_server
+
+    if not getattr(server, "health_responder", False):  # once per master, not again on reloads
+        health_server.start(server, settings.host, settings.health_port)
+        server.health_responder = True
+    server.log.info("health, liveness and readiness on %s:%d (/health, /livez, /readyz)", settings.host,
+                    settings.health_port)
 
 
 def on_reload(server):
@@ -140,9 +148,8 @@ def on_reload(server):
 
 
 def pre_fork(server, worker):
-    """Under THREADS_PER_WORKER=auto, give the worker about to fork a slot of the busy-workers board."""
-    if settings.threads_per_worker is None:
-        worker.thread_slot = assign_slot(server.thread_board, server.WORKERS.values())
+    """Give the worker about to fork its slot of the status board (and of the busy-workers board under auto)."""
+    worker.slot = status_board.assign_slot(server.status_board, server.WORKERS.values())
 
 
 def post_fork(server, worker):
@@ -157,15 +164,20 @@ def post_fork(server, worker):
     app_log.setLevel(settings.log_level.upper())
     app_log.propagate = False
     from embedding_app import metrics
+    from embedding_app.health_server import write_health
     from embedding_app.runtime import load_worker_models
+    from embedding_app.system import health_body
 
     metrics.use_multiprocess_dir(server.metrics_dir)
-    threads = attach(server.thread_board, worker.thread_slot) if settings.threads_per_worker is None else 0
+    status_board.attach(server.status_board, worker.slot, os.getpid(), worker.notify, worker.sockets)
+    threads = attach(server.thread_board, worker.slot) if settings.threads_per_worker is None else 0
     try:
-        load_worker_models(settings, server.model_sources, threads)
+        registry = load_worker_models(settings, server.model_sources, threads)
     except Exception as exc:
         worker.log.error("cannot load model(s) %s: %s", ", ".join(s.served_name for s in server.model_sources), exc)
         raise
+    write_health(server.metrics_dir, health_body(registry))
+    status_board.mark_ready()
 
 
 def post_worker_init(worker):
@@ -233,9 +245,10 @@ def child_exit(server, worker):
         server.log.warning("worker %s stopped by the %ds timeout (EMBEDDING_SERVER_TIMEOUT): a request ran longer, "
                            "or the worker hung; a new worker replaces it", worker.pid, settings.timeout)
     fold_dead_worker(worker.pid, server.metrics_dir)
-    if settings.threads_per_worker is None:  # it may have died inside a request, marked busy
-        free_slot(server.thread_board, worker.thread_slot)
-        server.log.info("worker %s exited: thread-budget slot %s is free", worker.pid, worker.thread_slot)
+    status_board.clear(server.status_board, worker.slot)  # it may have died inside a request, marked busy
+    if settings.threads_per_worker is None:
+        free_slot(server.thread_board, worker.slot)
+        server.log.info("worker %s exited: thread-budget slot %s is free", worker.pid, worker.slot)
 
 
 def on_exit(server):

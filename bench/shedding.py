@@ -11,34 +11,16 @@ import argparse
 import os
 import random
 import statistics
-import subprocess
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 
 import requests
 
-from harness.server import ROOT, GunicornServer, free_port, wait_until
+from harness.proxy import LocalProxy
+from harness.server import ROOT, GunicornServer
 from harness.workload import REQUEST_SIZES, load_texts
-
-
-def start_proxy(upstream_port: int, in_flight: int, workdir: str) -> tuple[subprocess.Popen, str]:
-    """nginx from deploy/nginx/start.sh admitting in_flight requests, on a free port."""
-    port = free_port()
-    env = {**os.environ, "PROXY_PORT": str(port), "PROXY_UPSTREAM": f"127.0.0.1:{upstream_port}",
-           "PROXY_MAX_IN_FLIGHT": str(in_flight), "PROXY_RUN_DIR": f"{workdir}/nginx-{in_flight}"}
-    process = subprocess.Popen([str(ROOT / "deploy" / "nginx" / "start.sh")], env=env,
-                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    url = f"http://127.0.0.1:{port}"
-    wait_until(lambda: _answers(f"{url}/health/proxy"), 10, f"nginx on {url}")
-    return process, url
-
-
-def _answers(url: str) -> bool:
-    try:
-        return requests.get(url, timeout=1).ok
-    except requests.ConnectionError:
-        return False
 
 
 def one_round(url: str, clients: int, seconds: float, texts: list[str]) -> dict:
@@ -89,14 +71,15 @@ def main() -> None:
     results: dict[int, list[dict]] = {k: [] for k in args.per_worker}
     (ROOT / "bench" / "results").mkdir(exist_ok=True)
     with GunicornServer(ROOT / "bench" / "results" / "shedding-gunicorn.log", workers=2) as server:
-        proxies = {k: start_proxy(server.port, 2 * k, workdir) for k in args.per_worker}
+        proxies = {k: LocalProxy(server, Path(f"{workdir}-nginx-{k}.log"),
+                                 PROXY_MAX_IN_FLIGHT=str(2 * k)).start() for k in args.per_worker}
         try:
             for _ in range(args.rounds):
-                for k, (_, url) in proxies.items():
-                    results[k].append(one_round(url, args.clients, args.seconds, texts))
+                for k, proxy in proxies.items():
+                    results[k].append(one_round(proxy.url, args.clients, args.seconds, texts))
         finally:
-            for process, _ in proxies.values():
-                process.terminate()
+            for proxy in proxies.values():
+                proxy.stop()
     keys = list(results[args.per_worker[0]][0])
     print(f"{args.clients} clients, 2 workers, {args.rounds} x {args.seconds:.0f} s alternating\n")
     print("| admitted per worker | " + " | ".join(keys) + " |\n|---|" + "---|" * len(keys))

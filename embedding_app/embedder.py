@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import numpy as np
 import torch
 
@@ -68,12 +70,14 @@ class Embedder(Encoder):
         return self.pool_packed(self.packed.forward(ids, positions, packing).float(), packing.lengths)
 
     @torch.inference_mode()
-    def embed(self, sequences: list[list[int]], normalize: bool | None = None) -> np.ndarray:
-        """Embeddings (float32, one row per sequence, input order) of finished token sequences."""
+    def embed(self, sequences: list[list[int]], normalize: bool | None = None,
+              before_forward: Callable[[], None] | None = None) -> np.ndarray:
+        """Embeddings (float32, one row per sequence, input order) of finished token sequences; before_forward runs
+        before each forward pass (a request's heartbeat and deadline checks)."""
         forward = self._forward_packed if self.packed else self._forward_padded
         normalize = self.normalize if normalize is None else normalize
         out = np.empty((len(sequences), self.info.dimensions), dtype=np.float32)
-        for batch in self.batches(sequences):
+        for batch in self.batches(sequences, before_forward):
             vectors = forward([sequences[i] for i in batch])
             if normalize:
                 vectors = torch.nn.functional.normalize(vectors, dim=-1)

@@ -82,13 +82,16 @@ class Encoder:
                 raise InputError(index, f"token id {bad} is outside the model's vocabulary "
                                         f"(0..{self.info.vocab_size - 1}). {TIKTOKEN_HINT}")
 
-    def batches(self, sequences: list) -> Iterator[list[int]]:
-        """Indices of length-sorted forward passes within the token budget (packed or little padded)."""
+    def batches(self, sequences: list, before_forward: Callable[[], None] | None = None) -> Iterator[list[int]]:
+        """Indices of length-sorted forward passes within the token budget (packed or little padded); before_forward
+        runs before each one (a request's heartbeat and deadline checks)."""
         order = sorted(range(len(sequences)), key=lambda i: len(sequences[i]), reverse=True)
         lengths = [len(sequences[i]) for i in order]
         chunk: Callable = packed_chunks if self.packed else padded_batches
         for first, end in chunk(lengths, self.batch_tokens):
             padding = 0 if self.packed else (end - first) * lengths[first] - sum(lengths[first:end])
+            if before_forward:
+                before_forward()
             metrics.record_batch(end - first, padding)
             thread_budget.follow_load()  # auto: workers that started or finished since the last forward change it
             yield order[first:end]

@@ -19,7 +19,7 @@ from .rag_schemas import (
     VllmTokenizeRequest,
 )
 from .rag_service import Ranked, cohere_embed, rerank, tei_embed, tei_truncation, tokenize
-from .routes import read_json, truncated_response
+from .routes import read_json, request_budget, truncated_response
 from .runtime import get_registry
 from .service import choose_prompt, find_model
 
@@ -44,8 +44,8 @@ def _tei_rerank(data: dict):
     request = validate(data, TeiRerankRequest)
     settings = _settings()
     truncation = tei_truncation(settings, request.truncate, request.truncation_direction)
-    ranked = rerank(get_registry(), settings, request.model, request.query, request.texts, raw=request.raw_scores,
-                    truncation=truncation, param="texts")
+    ranked = rerank(get_registry(), settings, request_budget(), request.model, request.query, request.texts,
+                    raw=request.raw_scores, truncation=truncation, param="texts")
     body = [{"index": i, "score": score, **({"text": request.texts[i]} if request.return_text else {})}
             for i, score in ranked.ranks]
     return truncated_response(body, ranked.truncated)
@@ -60,8 +60,8 @@ def create_rerank():
     if "texts" in data and "documents" not in data:
         return _tei_rerank(data)
     request = validate(data, RerankRequest)
-    ranked = rerank(get_registry(), _settings(), request.model, request.query, request.documents, request.top_n,
-                    request.raw_scores, max_document_tokens=request.max_tokens_per_doc)
+    ranked = rerank(get_registry(), _settings(), request_budget(), request.model, request.query, request.documents,
+                    request.top_n, request.raw_scores, max_document_tokens=request.max_tokens_per_doc)
     return truncated_response(_rerank_body(ranked, request.documents, bool(request.return_documents)),
                               ranked.truncated)
 
@@ -73,14 +73,14 @@ def create_cohere_embed():
     request = validate(parse_json(read_json()), CohereEmbedRequest)
     # Cohere v1 answers a request without embedding_types with bare floats; v2 always by type.
     by_type = request.embedding_types is not None or not http.path.startswith("/v1/")
-    return truncated_response(*cohere_embed(get_registry(), _settings(), request, by_type))
+    return truncated_response(*cohere_embed(get_registry(), _settings(), request_budget(), request, by_type))
 
 
 @bp.post("/embed")
 def create_tei_embed():
     """Embed inputs in TEI's shape: the answer is a bare array of vectors."""
     request = validate(parse_json(read_json()), TeiEmbedRequest)
-    vectors, truncated = tei_embed(get_registry(), _settings(), request)
+    vectors, truncated = tei_embed(get_registry(), _settings(), request_budget(), request)
     return truncated_response(vectors, truncated)
 
 

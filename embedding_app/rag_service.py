@@ -2,18 +2,29 @@
 
 from __future__ import annotations
 
+import time
 import uuid
 from typing import TYPE_CHECKING, NamedTuple
 
 import numpy as np
 
-from . import metrics, thread_budget
+from . import metrics
 from .compact import compact
+from .deadline import Budget, record_speed
 from .encoding import shorten
 from .errors import ApiError
 from .inputs import InputError, Inputs
 from .rag_schemas import COHERE_INPUT_TYPES, CohereEmbedRequest, TeiEmbedRequest
-from .service import Truncation, check_count, check_dimensions, check_tokens, choose_prompt, embed_inputs, find_model
+from .service import (
+    Truncation,
+    check_count,
+    check_dimensions,
+    check_tokens,
+    choose_prompt,
+    embed_inputs,
+    find_model,
+    serving,
+)
 from .settings import Settings
 
 if TYPE_CHECKING:
@@ -34,11 +45,12 @@ def tei_truncation(settings: Settings, truncate: bool | None, direction: str) ->
     return Truncation(settings.truncate if truncate is None else truncate, direction == "Left")
 
 
-def rerank(registry: Registry, settings: Settings, model_name: str | None, query: str, documents: list[str],
-           top_n: int | None = None, raw: bool = False, truncation: Truncation | None = None,
+def rerank(registry: Registry, settings: Settings, budget: Budget, model_name: str | None, query: str,
+           documents: list[str], top_n: int | None = None, raw: bool = False, truncation: Truncation | None = None,
            param: str = "documents", max_document_tokens: int | None = None) -> Ranked:
-    """Score every document against the query within the limits, and rank them best first."""
-    with thread_budget.busy():
+    """Score every document against the query within the limits and the time budget, and rank them best first."""
+    with serving():
+        started = time.perf_counter()
         model = find_model(registry, model_name, "rerank")
         check_count(len(documents), settings, param)
         truncation = truncation or Truncation(settings.truncate)
@@ -52,17 +64,19 @@ def rerank(registry: Registry, settings: Settings, model_name: str | None, query
                            code="invalid_input") from None
         tokens = sum(len(ids) for ids, _ in pairs)
         check_tokens(tokens, settings, param)
-        scores = reranker.score(pairs, raw)
+        budget.admit(model.id, tokens, settings.max_tokens_per_request)
+        scores = reranker.score(pairs, raw, budget.between_forwards)
         metrics.record_embeddings(model.id, len(pairs), tokens, truncated)
+        record_speed(model.id, tokens, time.perf_counter() - started)
     order = sorted(range(len(scores)), key=lambda i: -scores[i])[:top_n]  # stable: ties keep the request's order
     return Ranked(model.id, [(i, float(scores[i])) for i in order], tokens, truncated)
 
 
-def cohere_embed(registry: Registry, settings: Settings, request: CohereEmbedRequest,
+def cohere_embed(registry: Registry, settings: Settings, budget: Budget, request: CohereEmbedRequest,
                  by_type: bool) -> tuple[dict, int]:
     """A Cohere embed answer (one array per embedding type, or bare floats for v1 without types) and how many texts
     were truncated."""
-    with thread_budget.busy():
+    with serving():
         model = find_model(registry, request.model, "embed")
         check_dimensions(model, request.output_dimension, "output_dimension")
         input_type = COHERE_INPUT_TYPES[request.input_type] if request.input_type else None
@@ -70,7 +84,7 @@ def cohere_embed(registry: Registry, settings: Settings, request: CohereEmbedReq
         truncate = request.truncate or ("END" if settings.truncate else "NONE")
         truncation = Truncation(truncate != "NONE", truncate == "START", request.max_tokens)
         vectors, tokens, truncated = embed_inputs(model, Inputs("texts", request.texts, single=False), prompt,
-                                                  settings, truncation, param="texts")
+                                                  settings, truncation, budget, param="texts")
     vectors = shorten(vectors, request.output_dimension)
     types = request.embedding_types or ["float"]
     embeddings = {kind: compact(vectors, kind) for kind in dict.fromkeys(types)} if by_type else list(vectors)
@@ -80,16 +94,17 @@ def cohere_embed(registry: Registry, settings: Settings, request: CohereEmbedReq
     return body, truncated
 
 
-def tei_embed(registry: Registry, settings: Settings, request: TeiEmbedRequest) -> tuple[np.ndarray, int]:
+def tei_embed(registry: Registry, settings: Settings, budget: Budget,
+              request: TeiEmbedRequest) -> tuple[np.ndarray, int]:
     """TEI's /embed: vectors (normalised unless asked not to, cut to dimensions) and how many inputs were truncated."""
-    with thread_budget.busy():
+    with serving():
         model = find_model(registry, request.model, "embed")
         check_dimensions(model, request.dimensions)
         prompt = choose_prompt(model.source, None, request.prompt_name)
         texts = [request.inputs] if isinstance(request.inputs, str) else request.inputs
         truncation = tei_truncation(settings, request.truncate, request.truncation_direction)
         inputs = Inputs("texts", texts, single=isinstance(request.inputs, str))
-        vectors, _, truncated = embed_inputs(model, inputs, prompt, settings, truncation, normalize=False,
+        vectors, _, truncated = embed_inputs(model, inputs, prompt, settings, truncation, budget, normalize=False,
                                              param="inputs")
     if request.dimensions:
         vectors = np.ascontiguousarray(vectors[:, :request.dimensions])  # orjson serialises contiguous arrays only

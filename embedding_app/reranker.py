@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import inspect
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -135,11 +136,12 @@ class Reranker(Encoder):
         return self.model(input_ids=ids, attention_mask=mask, **extra).logits
 
     @torch.inference_mode()
-    def score(self, pairs: list[Pair], raw: bool = False) -> np.ndarray:
-        """Scores (float32, input order) of finished pairs: the model's activation applied unless raw."""
+    def score(self, pairs: list[Pair], raw: bool = False, before_forward: Callable[[], None] | None = None) -> np.ndarray:
+        """Scores (float32, input order) of finished pairs: the model's activation applied unless raw; before_forward
+        runs before each forward pass."""
         forward = self._logits_packed if self.packed else self._logits_padded
         out = np.empty(len(pairs), dtype=np.float32)
-        for batch in self.batches([ids for ids, _ in pairs]):
+        for batch in self.batches([ids for ids, _ in pairs], before_forward):
             logits = forward([pairs[i] for i in batch])[:, 0].float()
             out[batch] = (logits if raw else self.activate(logits)).numpy()
         return out

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import time
+
 import orjson
 from flask import Blueprint, Response, current_app, request
 from werkzeug.exceptions import RequestEntityTooLarge
 
+from .deadline import START_HEADER, Budget, parse_start
 from .errors import ApiError
 from .parsing import parse_request
 from .runtime import get_registry
@@ -38,6 +41,15 @@ def read_json() -> bytes:
     return _read_body()
 
 
+def request_budget() -> Budget:
+    """The time budget of the request in hand; 503 at once if it already waited past its deadline in the queue."""
+    # It counts from when the proxy passed the request on: time queued for a worker is part of it.
+    budget = Budget(parse_start(request.headers.get(START_HEADER), time.time()), current_app.config["SETTINGS"].timeout,
+                    request.environ.get("gunicorn.socket"))
+    budget.check_queued()
+    return budget
+
+
 def truncated_response(body, truncated: int) -> Response:
     """A JSON response (bytes or a value to serialise), with the truncation header when inputs were cut."""
     response = Response(body if isinstance(body, bytes) else orjson.dumps(body, option=orjson.OPT_SERIALIZE_NUMPY),
@@ -51,8 +63,9 @@ def truncated_response(body, truncated: int) -> Response:
 @bp.post("/embeddings")
 def create_embeddings():
     """Embed the request's input (OpenAI POST /v1/embeddings)."""
+    budget = request_budget()
     parsed = parse_request(read_json())
-    body, truncated = embed_request(parsed, get_registry(), current_app.config["SETTINGS"])
+    body, truncated = embed_request(parsed, get_registry(), current_app.config["SETTINGS"], budget)
     return truncated_response(body, truncated)
 
 

@@ -94,10 +94,27 @@ def load_worker_models(settings: Settings, sources: list[ModelSource], threads: 
     from .loader import load_engine
 
     _registry = Registry([ServedModel(source, load_engine(source, settings, settings.quantize)) for source in sources])
+    for model in _registry.models:
+        measure_speed(model)
     ready = time.perf_counter() - started
     metrics.worker_ready(ready)
     log.info("pid %d: ready %.2fs after fork", os.getpid(), ready)
     return _registry
+
+
+def measure_speed(model: ServedModel, tokens: int = 2048) -> None:
+    """Time a forward of about `tokens` tokens: the speed admission starts from (requests then refine it)."""
+    from .deadline import record_speed
+
+    embedder = model.embedder
+    if embedder.info.task != "embed":  # a reranker's requests set its speed (rag_service.rerank)
+        return
+    text = embedder.finish(embedder.tokenize(["speed " * embedder.info.max_tokens]), True)[0]
+    batch = [text] * max(1, -(-tokens // len(text)))  # at least `tokens`: enough to be measured
+    embedder.embed(batch)  # the first run of these shapes pays one-off set-up: measure the second
+    began = time.perf_counter()
+    embedder.embed(batch)
+    record_speed(model.id, len(batch) * len(text), time.perf_counter() - began)
 
 
 def load_worker_model(settings: Settings, source: ModelSource) -> Embedder:

@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import TYPE_CHECKING, NamedTuple
 
 import numpy as np
 
-from . import metrics, thread_budget
+from . import metrics, status_board, thread_budget
+from .deadline import Budget, record_speed
 from .encoding import render_embeddings, shorten
 from .errors import ApiError
 from .inputs import InputError, Inputs
@@ -117,15 +121,34 @@ def _sequences(inputs: Inputs, prompt: str, model: ServedModel, truncation: Trun
         raise ApiError(400, f"Invalid {param}: {exc}", param=param, code="invalid_input") from None
 
 
+@contextmanager
+def serving() -> Iterator[None]:
+    """Count this worker busy (its share of the cores, its state on the status board) while a request computes."""
+    # Busy from tokenizing to rendering, not only in forwards: a worker about to compute already needs its share.
+    started, seconds = time.perf_counter(), None
+    status_board.start_request()
+    try:
+        with thread_budget.busy():
+            yield
+        seconds = time.perf_counter() - started
+    finally:
+        status_board.finish_request(seconds)  # refused requests would understate how long requests take
+
+
 def embed_inputs(model: ServedModel, inputs: Inputs, prompt: str, settings: Settings, truncation: Truncation,
-                 normalize: bool | None = None, param: str = "input") -> Vectors:
-    """Embed a request's inputs within the limits (MAX_INPUTS, tokens per input and per request) and count them."""
+                 budget: Budget, normalize: bool | None = None, param: str = "input") -> Vectors:
+    """Embed a request's inputs within the limits (MAX_INPUTS, tokens per input and per request, its time budget)
+    and count them."""
+    started = time.perf_counter()
     check_count(len(inputs.items), settings, param)
     sequences, truncated = _sequences(inputs, prompt, model, truncation, param)
     tokens = sum(map(len, sequences))
     check_tokens(tokens, settings, param)
-    vectors = model.embedder.embed(sequences, normalize)
+    budget.admit(model.id, tokens, settings.max_tokens_per_request)
+    vectors = model.embedder.embed(sequences, normalize, budget.between_forwards)
     metrics.record_embeddings(model.id, len(sequences), tokens, truncated)
+    # Tokenizing included: admission estimates the whole request from this.
+    record_speed(model.id, tokens, time.perf_counter() - started)
     return Vectors(vectors, tokens, truncated)
 
 
@@ -136,18 +159,18 @@ def check_dimensions(model: ServedModel, dimensions: int | None, param: str = "d
                        param=param, code="invalid_value")
 
 
-def embed_request(request: EmbeddingRequest, registry: Registry, settings: Settings) -> Embedded:
-    """Validate a parsed request against its model and the limits, embed it, and render the JSON body."""
-    # Busy from tokenizing to rendering, not only in forwards: a worker about to compute already needs its share.
-    with thread_budget.busy():
-        return _embed_request(request, registry, settings)
+def embed_request(request: EmbeddingRequest, registry: Registry, settings: Settings, budget: Budget) -> Embedded:
+    """Validate a parsed request against its model, the limits and its time budget, embed it, render the JSON body."""
+    with serving():
+        return _embed_request(request, registry, settings, budget)
 
 
-def _embed_request(request: EmbeddingRequest, registry: Registry, settings: Settings) -> Embedded:
+def _embed_request(request: EmbeddingRequest, registry: Registry, settings: Settings, budget: Budget) -> Embedded:
     model = find_model(registry, request.model, "embed")
     check_dimensions(model, request.dimensions)
     prompt = choose_prompt(model.source, request.input_type, request.prompt_name)
-    vectors, tokens, truncated = embed_inputs(model, request.input, prompt, settings, Truncation(settings.truncate))
+    vectors, tokens, truncated = embed_inputs(model, request.input, prompt, settings, Truncation(settings.truncate),
+                                              budget)
     vectors = shorten(vectors, request.dimensions)
     # The served name, not the name sent: as OpenAI answers with the model that ran (see README).
     return Embedded(render_embeddings(vectors, request.encoding_format, model.id, tokens), truncated)

@@ -46,6 +46,7 @@ class Settings:
 
     host: str = "127.0.0.1"  # bare gunicorn is the developer's command; containers set 0.0.0.0 themselves
     port: int = 7860
+    health_port: int = 7861  # /health, /livez, /readyz answered by the master, never behind a busy worker
     workers: int = 2
     threads_per_worker: int | None = None  # None = auto: the cores, shared by the workers busy at each forward
     timeout: int = 120
@@ -267,6 +268,7 @@ def settings_from_env(env: dict[str, str]) -> Settings:
     return Settings(
         host=_text(env, "EMBEDDING_SERVER_HOST", Settings.host),
         port=_int(env, "EMBEDDING_SERVER_PORT", Settings.port, maximum=65535),
+        health_port=_int(env, "EMBEDDING_SERVER_HEALTH_PORT", Settings.health_port, maximum=65535),
         workers=_int(env, "EMBEDDING_SERVER_WORKERS", Settings.workers, maximum=256),
         threads_per_worker=_threads(env, "EMBEDDING_SERVER_THREADS_PER_WORKER", Settings.threads_per_worker),
         timeout=_int(env, "EMBEDDING_SERVER_TIMEOUT", Settings.timeout, maximum=86400),

@@ -8,7 +8,7 @@ from flask import Blueprint, Response, g, request
 from prometheus_client import CONTENT_TYPE_LATEST
 
 from . import metrics
-from .runtime import ServedModel, get_registry
+from .runtime import Registry, ServedModel, get_registry
 from .schemas import Compute, Health, ModelHealth, ServerInfo
 
 bp = Blueprint("system", __name__)
@@ -34,11 +34,16 @@ def _model_health(model: ServedModel) -> ModelHealth:
                        default_prompt_name=source.default_prompt_name, compute=Compute.of(model.embedder.choice))
 
 
+def health_body(registry: Registry) -> dict:
+    """/health's body: the served models, what each one is."""
+    models = [_model_health(model) for model in registry.models]
+    return Health(status="ok", model=models[0].id, mode=models[0].mode, models=models).model_dump()
+
+
 @bp.get("/health")
 def health():
-    """200 once this worker has its models loaded, with what each one is."""
-    models = [_model_health(model) for model in get_registry().models]
-    return Health(status="ok", model=models[0].id, mode=models[0].mode, models=models).model_dump()
+    """200 once this worker has its models loaded (EMBEDDING_SERVER_HEALTH_PORT answers even while it computes)."""
+    return health_body(get_registry())
 
 
 @bp.get("/metrics")

@@ -2,7 +2,7 @@
 
 A shared-memory board, one byte per worker slot, is made by the master before it forks (no torch there) and
 inherited by every worker. A worker's byte is 1 while it answers an embeddings request; before each forward the
-worker sets its torch threads to cores // busy workers. The master hands out a slot per worker (pre_fork) and
+worker sets its torch threads to cores // busy workers. The master hands out a slot per worker (pre_fork, status_board.assign_slot: the same slot on both boards) and
 clears it when the worker has exited (child_exit), so a worker killed mid-request cannot hold its share forever.
 """
 
@@ -47,12 +47,6 @@ def oversubscription(workers: int, threads: int | None, cores: int) -> str | Non
 def create_board(workers: int) -> mmap.mmap:
     """A zeroed shared board with room for twice the workers (rolling reloads and TTIN add workers for a while)."""
     return mmap.mmap(-1, 2 * workers + 1)  # anonymous and MAP_SHARED: forked workers write to the same page
-
-
-def assign_slot(board: mmap.mmap, workers) -> int | None:
-    """The lowest slot no live worker holds (in the master, before forking); None when the board is full."""
-    held = {getattr(worker, "thread_slot", None) for worker in workers}
-    return next((slot for slot in range(len(board)) if slot not in held), None)
 
 
 def free_slot(board: mmap.mmap, slot: int | None) -> None:

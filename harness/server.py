@@ -46,9 +46,12 @@ class GunicornServer:
         self.root = root  # another checkout (e.g. an older commit) to compare against
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
+        self.health_port = free_port()
+        self.health_url = f"http://127.0.0.1:{self.health_port}"
         self.workers = workers
         self.log_path = log_path
         self.env = {**os.environ, "EMBEDDING_SERVER_HOST": "127.0.0.1", "EMBEDDING_SERVER_PORT": str(self.port),
+                    "EMBEDDING_SERVER_HEALTH_PORT": str(self.health_port),
                     "EMBEDDING_SERVER_WORKERS": str(workers), "HF_HUB_OFFLINE": "1", **env}
         self.process: subprocess.Popen | None = None
 

@@ -202,7 +202,7 @@ def test_user_field_is_accepted_and_ignored(client):
 
 
 def test_unexpected_failure_is_an_openai_shaped_500_without_traceback(client, tiny_embedder, monkeypatch, caplog):
-    def explode(sequences, normalize=None):
+    def explode(sequences, normalize=None, before_forward=None):
         raise RuntimeError("boom")
 
     monkeypatch.setattr(tiny_embedder, "embed", explode)

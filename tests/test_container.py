@@ -79,7 +79,8 @@ def test_shell_variables_override_env_file(compose):
 def test_every_server_setting_can_come_from_the_shell(compose):
     read = set(re.findall(r'\benv(?:\.get\(|, )"([A-Z][A-Z0-9_]+)"', (ROOT / "embedding_app" / "settings.py").read_text()))
     passed = set(compose_config(compose, **{key: "x" for key in read})["embedding"]["environment"])
-    assert read - {"EMBEDDING_SERVER_HOST", "EMBEDDING_SERVER_PORT"} <= passed, "add them to x-settings"
+    assert read - {"EMBEDDING_SERVER_HOST", "EMBEDDING_SERVER_PORT", "EMBEDDING_SERVER_HEALTH_PORT"} <= passed, \
+        "add them to x-settings"
 
 
 def test_compose_cuts_an_unquoted_dollar_so_the_server_refuses_it(compose, tmp_path):

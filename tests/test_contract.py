@@ -52,7 +52,7 @@ def test_every_error_body_matches_the_error_model(make_client, two_models, metho
 
 
 def test_an_unexpected_failure_body_matches_the_error_model(client_two, two_models, monkeypatch):
-    monkeypatch.setattr(two_models[0].embedder, "embed", lambda sequences, normalize=None: 1 / 0)
+    monkeypatch.setattr(two_models[0].embedder, "embed", lambda sequences, normalize=None, before_forward=None: 1 / 0)
     response = client_two.post("/v1/embeddings", json={"input": "x"})
     assert response.status_code == 500
     assert_matches(ErrorResponse, response.get_json())

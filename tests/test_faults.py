@@ -1,4 +1,4 @@
-"""Faults against real gunicorn on the tiny model: kill -9, reload, timeout, SIGTERM under load, a long load test."""
+"""Faults against real gunicorn on the tiny model: kill -9, reload, SIGTERM under load, a long load test."""
 
 import os
 import random
@@ -8,16 +8,16 @@ import threading
 import time
 from pathlib import Path
 
-import openai
 import pytest
 import requests
 
 from harness.clients import ClientThreads
 from harness.server import GunicornServer, rss_mb, wait_until
 
-# 64-token batches of the tiny model cost ~0.3 ms per input on one core: tens of thousands take seconds.
+# 64-token batches of the tiny model cost ~0.3 ms per input on one core: tens of thousands take seconds. One thread
+# per worker: the speed each worker measures (and admits work by) then holds on a machine busy with other work.
 SLOW = {"BATCH_TOKENS": "64", "MAX_INPUTS": "100000", "MAX_TOKENS_PER_REQUEST": "100000000", "QUANTIZE": "false",
-        "SERVED_MODEL_NAME": "tiny"}
+        "SERVED_MODEL_NAME": "tiny", "EMBEDDING_SERVER_THREADS_PER_WORKER": "1"}
 LOAD_SECONDS = float(os.environ.get("LOAD_TEST_SECONDS", "60"))
 WORDS = "the quick brown fox jumps over a lazy dog while embeddings of many sentences are computed".split()
 
@@ -125,30 +125,6 @@ def test_reload_with_hup_replaces_workers_one_at_a_time_without_a_gap(server):
     print(f"longest gap between answers during the reload {load.longest_gap:.2f}s; "
           f"new workers ready after {reload_seconds}")
     assert load.longest_gap < min(reload_seconds)  # no answer waited for a worker to load
-
-
-def test_request_past_the_timeout_gets_503_and_only_its_worker_is_replaced(server):
-    loaded = server.log().count("loaded ")
-    client = openai.OpenAI(base_url=f"{server.url}/v1", api_key="unused", max_retries=2)
-    with Load(server.url, clients=2) as load:
-        started = time.monotonic()
-        with pytest.raises(openai.InternalServerError) as error:
-            # Python runs gunicorn's abort handler between bytecodes: short torch calls let it run promptly.
-            client.embeddings.create(model="tiny", **slow_input(60_000, token_ids=True))
-        assert time.monotonic() - started < 30
-        wait_until(lambda: server.log().count("loaded ") > loaded, 90, "a replacement worker")
-        load.wait_for_successes(10)
-    assert error.value.status_code == 503 and error.value.body["code"] == "timeout"
-    assert "EMBEDDING_SERVER_TIMEOUT" in error.value.body["message"]
-    log = server.log()
-    assert "WORKER TIMEOUT" in log and "Traceback" not in log
-    assert log.count('"POST /v1/embeddings HTTP/1.1" 503') == 1  # x-should-retry: false, so no retries
-    pid = re.search(r'"POST /v1/embeddings HTTP/1.1" 503 .* worker=<?(\d+)', log)[1]
-    wait_until(lambda: f"worker {pid} stopped by the 5s timeout (EMBEDDING_SERVER_TIMEOUT)" in server.log(), 30,
-               "the log line saying why the worker stopped")
-    assert f"Worker (pid:{pid}) was sent SIGKILL" not in server.log()  # not taken for an out-of-memory kill
-    assert len(server.worker_pids()) == 2
-    assert load.failures == [], load.failures
 
 
 def test_load_at_four_times_workers_has_no_errors_and_flat_memory(server):

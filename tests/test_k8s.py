@@ -60,11 +60,19 @@ def proxy_container() -> dict:
 
 def test_probes_ask_the_server_for_health_through_the_proxy(server_container, proxy_container):
     proxy_port = proxy_container["ports"][0]["name"]
-    for probe in ("startupProbe", "readinessProbe", "livenessProbe"):
-        assert server_container[probe]["httpGet"] == {"path": "/health", "port": proxy_port}
+    paths = {"startupProbe": "/health", "readinessProbe": "/readyz", "livenessProbe": "/livez"}
+    for probe, path in paths.items():
+        # gunicorn's master answers them (never a busy worker): liveness is the process, readiness loaded workers.
+        assert server_container[probe]["httpGet"] == {"path": path, "port": proxy_port}
+        assert server_container[probe]["timeoutSeconds"] <= 3
         # The proxy's own probes ask nginx alone: a busy or restarting server must not restart nginx.
         if probe in proxy_container:
             assert proxy_container[probe]["httpGet"]["path"] == "/health/proxy"
+
+
+def test_proxy_sends_probes_to_the_servers_health_port(proxy_container):
+    port = load("ConfigMap")["data"].get("EMBEDDING_SERVER_HEALTH_PORT", "7861")
+    assert env(proxy_container)["PROXY_HEALTH_UPSTREAM"] == f"127.0.0.1:{port}"
 
 
 def test_only_the_proxy_is_reachable_from_outside_the_pod(server_container, proxy_container):

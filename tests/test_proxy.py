@@ -87,9 +87,13 @@ def test_slow_clients_do_not_hold_the_workers(stack):
         status, seconds, _ = timed_embedding(stack.url, ["Still served while eight clients stall."])
         assert status == 200 and seconds < 5, f"{status} after {seconds:.1f}s"
         assert requests.get(f"{stack.url}/health", timeout=5).status_code == 200
-        # nginx drops them after PROXY_CLIENT_TIMEOUT (10 s) of silence; none was ever passed to a worker.
+        # nginx drops them after PROXY_CLIENT_TIMEOUT (10 s) of silence (a part-sent request with a reset:
+        # reset_timedout_connection frees its memory at once); none was ever passed to a worker.
         for sock in sockets:
-            assert sock.recv(4096) == b""
+            try:
+                assert sock.recv(4096) == b""
+            except ConnectionResetError:
+                pass
     finally:
         for sock in sockets:
             sock.close()
@@ -124,21 +128,24 @@ def test_malformed_http_gets_a_json_answer(stack, data, status):
         assert set(json.loads(body)["error"]) == {"message", "type", "param", "code"}
 
 
-def test_overload_is_shed_with_retry_after_and_health_still_answers(stack, texts):
+def test_overload_is_queued_then_shed_with_retry_after_and_probes_answer_at_once(stack, texts):
     longest = sorted(texts, key=len)[-16:]
-    with ThreadPoolExecutor(24) as pool:
-        answers = [pool.submit(timed_embedding, stack.url, longest) for _ in range(24)]
-        time.sleep(1)
-        started = time.monotonic()
-        assert requests.get(f"{stack.url}/health", timeout=60).status_code == 200
-        health_seconds = time.monotonic() - started
+    with ThreadPoolExecutor(40) as pool:
+        answers = [pool.submit(timed_embedding, stack.url, longest) for _ in range(40)]
+        time.sleep(2)
+        probes = {}
+        for path in ("/health", "/livez", "/readyz"):
+            started = time.monotonic()
+            probes[path] = (requests.get(f"{stack.url}{path}", timeout=60).status_code, time.monotonic() - started)
         results = [answer.result(timeout=180) for answer in answers]
+    statuses = [status for status, _, _ in results]
     shed = [response for status, _, response in results if status == 503]
-    assert {status for status, _, _ in results} == {200, 503}, [status for status, _, _ in results]
-    assert len(shed) >= 24 - 8  # at most PROXY_MAX_IN_FLIGHT (2 workers x 4) admitted at once
+    assert set(statuses) <= {200, 503} and statuses.count(200) >= 32, statuses  # PROXY_MAX_IN_FLIGHT: 2 x 16 queued
     for response in shed:
-        assert response.headers["Retry-After"] == "1" and response.json()["error"]["code"] == "server_overloaded"
-    print(f"/health answered in {health_seconds:.1f}s behind {24 - len(shed)} admitted requests")
+        assert int(response.headers["Retry-After"]) >= 1 and response.json()["error"]["code"] == "server_overloaded"
+    # gunicorn's master answers the probes on its health port: they never wait behind the queued requests.
+    assert all(status == 200 and seconds < 2 for status, seconds in probes.values()), probes
+    print(f"probes {probes} while {statuses.count(200)} requests were served and {len(shed)} shed")
 
 
 def test_gunicorn_logs_the_client_address_nginx_saw(stack):

@@ -18,7 +18,7 @@ def run_gunicorn(port: int | None = None, **env):
     """Run gunicorn to its exit; the result also carries the master's pid."""
     started = time.monotonic()
     env = {**os.environ, "EMBEDDING_SERVER_HOST": "127.0.0.1", "EMBEDDING_SERVER_PORT": str(port or free_port()),
-           "HF_HUB_OFFLINE": "1", **env}
+           "EMBEDDING_SERVER_HEALTH_PORT": str(free_port()), "HF_HUB_OFFLINE": "1", **env}
     with subprocess.Popen([sys.executable, "-m", "gunicorn", "wsgi:app"], cwd=ROOT, env=env, text=True,
                           stdout=subprocess.PIPE, stderr=subprocess.PIPE) as process:
         try:
@@ -147,6 +147,16 @@ def test_port_in_use_stops_at_once_naming_the_settings():
     assert f"port {port} on 127.0.0.1 is already in use (EMBEDDING_SERVER_PORT={port}" in result.stderr
     assert "Connection in use" not in result.stderr + result.stdout  # gunicorn's 5 retries never started
     assert metrics_dirs_left(result.pid) == []
+
+
+def test_health_port_in_use_stops_at_once_naming_the_setting():
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        result, _ = run_gunicorn(EMBEDDING_SERVER_HEALTH_PORT=str(port))
+    assert result.returncode != 0
+    assert f"port {port} on 127.0.0.1 is already in use (EMBEDDING_SERVER_HEALTH_PORT={port}" in result.stderr
 
 
 def test_a_model_that_cannot_be_found_leaves_no_metrics_directory(tmp_path):
