@@ -83,7 +83,7 @@ class Embedder:
         options = {"token": settings.hf_token, "trust_remote_code": settings.trust_remote_code}
         tokenizer = AutoTokenizer.from_pretrained(source.path, **options)
         model = AutoModel.from_pretrained(source.path, dtype=torch.float32, **options).eval()
-        model = apply_mode(model, mode)
+        model = apply_mode(model, mode, tokenizer)
         info = ModelInfo(
             id=source.served_name,
             created=source.created,

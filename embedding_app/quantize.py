@@ -48,6 +48,22 @@ def choose_mode(requested: str, flags: set[str] | None = None) -> tuple[str, str
     return requested, f"QUANTIZE={requested}"
 
 
+def int8_available() -> bool:
+    """Whether QUANTIZE=int8 has its fast kernel here (oneDNN's exact int8 GEMM); without it int8 runs slowly."""
+    from .int8_linear import Int8Linear
+
+    return Int8Linear(torch.randn(8, 16), None, torch.tensor([0])).packed is not None
+
+
+def build_int8(model: nn.Module, tokenizer) -> nn.Module:
+    """The loaded fp32 model prepared for QUANTIZE=int8 (calibrated outlier columns; int8 layers if padded)."""
+    from .int8_mode import mark_outliers, replace_linears
+    from .packed import supported
+
+    model = mark_outliers(model, tokenizer)
+    return model if supported(model) is None else replace_linears(model)
+
+
 def _dynamic_int8(model: nn.Module, keep_fp32: tuple[str, ...] = ()) -> nn.Module:
     names = {name for name, module in model.named_modules()
              if isinstance(module, nn.Linear) and not name.endswith(keep_fp32)}
@@ -63,14 +79,16 @@ def _int8_ffn_fp32(model: nn.Module) -> nn.Module:
     return _dynamic_int8(model, keep_fp32=ffn_outputs)
 
 
-def apply_mode(model: nn.Module, mode: str) -> nn.Module:
-    """Return the model converted to a concrete mode (fp32, bf16, int8, int8-ffn-fp32)."""
+def apply_mode(model: nn.Module, mode: str, tokenizer=None) -> nn.Module:
+    """Return the model converted to a concrete mode (fp32, bf16, int8, int8-dynamic, int8-dynamic-ffn-fp32)."""
     if mode == "fp32":
         return model
     if mode == "bf16":
         return model.to(torch.bfloat16)
     if mode == "int8":
+        return build_int8(model, tokenizer)
+    if mode == "int8-dynamic":
         return _dynamic_int8(model)
-    if mode == "int8-ffn-fp32":
+    if mode == "int8-dynamic-ffn-fp32":
         return _int8_ffn_fp32(model)
     raise ValueError(f"unknown quantization mode {mode!r}")

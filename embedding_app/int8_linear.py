@@ -1,0 +1,95 @@
+"""Faithful int8 Linear: per-channel int8 weights, per-token uint8 activations, outlier input columns in fp32.
+
+y[i] = s[i] * (q[i] @ wq.T) * w_scale + [x_out[i], -s[i] z[i]] @ [w_out, c].T + bias
+q = per-token asymmetric uint8 of x with the outlier columns zeroed (scale s, zero point z); c = w_scale * row sums
+of wq (the zero points' share). The int8 GEMM (exact int32 sums, per-channel scale fused) is oneDNN's
+(torch.ops.onednn.qlinear_pointwise); the few outlier columns, the zero-point correction and the bias ride in one
+small fp32 GEMM, and one pass adds the two. Measured (BENCHMARKS.md): per-token scales alone reach min cosine 0.995 to fp32;
+keeping the calibrated largest input columns in fp32 lifts it past 0.999.
+"""
+
+from __future__ import annotations
+
+import logging
+
+import torch
+from torch.nn import functional as F
+
+from .linear import Linear
+
+log = logging.getLogger(__name__)
+# Without VNNI, x86 int8 kernels add pairs of u8 x s8 products in int16 (vpmaddubsw), which saturates for
+# activations above 127: there the layer quantizes to 7 bits, found by the probe at load, not assumed from flags.
+LEVELS = (255, 127)
+
+
+def quantize_rows(states: torch.Tensor, levels: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Per-row asymmetric quantization to 0..levels: uint8 values, fp32 scales and fp32 zero points."""
+    # amax and amin separately: measured 20x faster than torch.aminmax(dim=1) here; the range always holds 0,
+    # so an exact zero (a zeroed outlier column) stays exactly zero.
+    high, low = states.amax(dim=1).clamp_(min=0), states.amin(dim=1).clamp_(max=0)
+    scale = (high - low).div_(levels).clamp_(min=1e-30)
+    inverse = scale.reciprocal()
+    zero = (-low * inverse).round_()
+    values = torch.addcmul(zero[:, None], states, inverse[:, None]).round_().clamp_(0, levels).to(torch.uint8)
+    return values, scale, zero
+
+
+class Int8Linear:
+    """x @ weight.T + bias in int8 with outlier columns kept fp32, then GELU when gelu is its approximation."""
+
+    def __init__(self, weight: torch.Tensor, bias: torch.Tensor | None, outliers: torch.Tensor,
+                 gelu: str | None = None):
+        weight = weight.detach().float()
+        self.bias = torch.zeros(weight.shape[0]) if bias is None else bias.detach().float()
+        self.outliers, self.gelu = outliers.long(), gelu
+        main = weight.index_fill(1, self.outliers, 0.0)
+        self.w_scale = (main.abs().amax(dim=1) / 127).clamp_(min=1e-30)
+        self.wq = torch.round(main / self.w_scale[:, None]).clamp_(-127, 127).to(torch.int8)
+        # Column k+1 carries the zero points' share: -s z (per token) times w_scale * row sum of wq (per output).
+        correction = self.w_scale * self.wq.sum(dim=1, dtype=torch.float32)
+        self.extra_weight = torch.cat([weight[:, self.outliers], correction[:, None]], dim=1)
+        self._build()
+
+    def _build(self) -> None:
+        self.extra = Linear(self.extra_weight, self.bias)  # fp32, pre-packed for oneDNN where it agrees
+        self.w_zero = torch.zeros(self.wq.shape[0], dtype=torch.int64)
+        self.packed, self.levels = None, LEVELS[0]
+        self.kernel = "int8 arithmetic in fp32 (slow reference)"
+        self._pack()
+
+    def __call__(self, states: torch.Tensor) -> torch.Tensor:
+        values, scale, zero = quantize_rows(states.index_fill(1, self.outliers, 0.0), self.levels)
+        out = self.extra(torch.cat([states[:, self.outliers], (-scale * zero)[:, None]], dim=1))
+        out.addcmul_(self.int_gemm(values), scale[:, None])
+        return F.gelu(out, approximate=self.gelu) if self.gelu else out
+
+    def int_gemm(self, values: torch.Tensor) -> torch.Tensor:
+        """values @ wq.T * w_scale: oneDNN's int8 GEMM (exact int32 sums) when packed, else fp32 arithmetic."""
+        if self.packed is None:
+            return (values.float() @ self.wq.float().T).mul_(self.w_scale)
+        return torch.ops.onednn.qlinear_pointwise(values, 1.0, 0, self.packed, self.w_scale, self.w_zero, None,
+                                                  1.0, 0, torch.float32, "none", [], "")
+
+    def _pack(self) -> None:
+        """Pre-pack the weight for oneDNN's int8 GEMM if it computes exact int32 sums here, at 8 bits or else 7."""
+        try:
+            packed = torch.ops.onednn.qlinear_prepack(self.wq, None)
+            for levels in LEVELS:
+                if self._exact(packed, levels):
+                    self.packed, self.levels = packed, levels
+                    self.kernel = f"oneDNN int8 u8 x s8 ({levels.bit_length()}-bit activations)"
+                    return
+            log.warning("oneDNN int8 GEMM is not exact on this CPU: int8 runs its slow fp32 reference")
+        except (RuntimeError, NotImplementedError, AttributeError) as exc:  # a torch without oneDNN's int8 ops
+            log.info("oneDNN int8 linear unavailable (%s): int8 runs its slow fp32 reference", exc)
+
+    def _exact(self, packed: torch.Tensor, levels: int) -> bool:
+        """Whether oneDNN's sums match exact ones, on each output's own worst case (saturating int16 pairs fail)."""
+        worst = torch.where(self.wq > 0, levels, 0).to(torch.uint8)  # row j: the largest sum output j can reach
+        probe = torch.cat([worst, torch.randint(0, levels + 1, (7, self.wq.shape[1]), dtype=torch.uint8,
+                                                generator=torch.Generator().manual_seed(0))])
+        got = torch.ops.onednn.qlinear_pointwise(probe, 1.0, 0, packed, torch.ones_like(self.w_scale), self.w_zero,
+                                                 None, 1.0, 0, torch.float32, "none", [], "")
+        exact = probe.double() @ self.wq.double().T
+        return bool(((got.double() - exact).abs() <= exact.abs() * 2.0 ** -23).all())  # fp32 output rounding only
