@@ -1,10 +1,10 @@
 """Faithful int8 Linear: per-channel int8 weights, per-token uint8 activations, outlier input columns in fp32.
 
-y[i] = s[i] * (q[i] @ wq.T) * w_scale + [x_out[i], -s[i] z[i]] @ [w_out, c].T + bias
+y[i] = s[i] * ((q[i] @ wq.T) * w_scale + [x_out[i] / s[i], 1 / s[i], -z[i]] @ [w_out, bias, c].T)
 q = per-token asymmetric uint8 of x with the outlier columns zeroed (scale s, zero point z); c = w_scale * row sums
-of wq (the zero points' share). The int8 GEMM (exact int32 sums, per-channel scale fused) is oneDNN's
-(torch.ops.onednn.qlinear_pointwise); the few outlier columns, the zero-point correction and the bias ride in one
-small fp32 GEMM, and one pass adds the two. Measured (BENCHMARKS.md): per-token scales alone reach min cosine 0.995 to fp32;
+of wq (the zero points' share). The few outlier columns, the bias and the zero-point correction ride in one small
+fp32 GEMM; oneDNN's int8 GEMM (torch.ops.onednn.qlinear_pointwise: exact int32 sums, per-channel scale fused)
+adds into its output in place, and one pass applies the per-token scale. Measured (BENCHMARKS.md): per-token scales alone reach min cosine 0.995 to fp32;
 keeping the calibrated largest input columns in fp32 lifts it past 0.999.
 """
 
@@ -24,15 +24,16 @@ LEVELS = (255, 127)
 
 
 def quantize_rows(states: torch.Tensor, levels: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Per-row asymmetric quantization to 0..levels: uint8 values, fp32 scales and fp32 zero points."""
+    """Per-row asymmetric quantization to 0..levels: uint8 values, fp32 scales and zero points; overwrites states."""
     # amax and amin separately: measured 20x faster than torch.aminmax(dim=1) here; the range always holds 0,
     # so an exact zero (a zeroed outlier column) stays exactly zero.
     high, low = states.amax(dim=1).clamp_(min=0), states.amin(dim=1).clamp_(max=0)
-    scale = (high - low).div_(levels).clamp_(min=1e-30)
+    scale = (high - low).div_(levels).clamp_(min=1e-12)
     inverse = scale.reciprocal()
     zero = (-low * inverse).round_()
-    values = torch.addcmul(zero[:, None], states, inverse[:, None]).round_().clamp_(0, levels).to(torch.uint8)
-    return values, scale, zero
+    # In place: a worker's large tensors are fresh pages (embedding_app/allocator.py), so every buffer costs.
+    values = torch.addcmul(zero[:, None], states, inverse[:, None], out=states).round_().clamp_(0, levels)
+    return values.to(torch.uint8), scale, zero
 
 
 class Int8Linear:
@@ -46,13 +47,13 @@ class Int8Linear:
         main = weight.index_fill(1, self.outliers, 0.0)
         self.w_scale = (main.abs().amax(dim=1) / 127).clamp_(min=1e-30)
         self.wq = torch.round(main / self.w_scale[:, None]).clamp_(-127, 127).to(torch.int8)
-        # Column k+1 carries the zero points' share: -s z (per token) times w_scale * row sum of wq (per output).
+        # The fp32 side GEMM's columns: the outliers, the bias, and the zero points' share (w_scale * row sums of wq).
         correction = self.w_scale * self.wq.sum(dim=1, dtype=torch.float32)
-        self.extra_weight = torch.cat([weight[:, self.outliers], correction[:, None]], dim=1)
+        self.extra_weight = torch.cat([weight[:, self.outliers], self.bias[:, None], correction[:, None]], dim=1)
         self._build()
 
     def _build(self) -> None:
-        self.extra = Linear(self.extra_weight, self.bias)  # fp32, pre-packed for oneDNN where it agrees
+        self.extra = Linear(self.extra_weight, None)  # fp32, pre-packed for oneDNN where it agrees
         self.w_zero = torch.zeros(self.wq.shape[0], dtype=torch.int64)
         self.packed, self.levels = None, LEVELS[0]
         self.kernel = "int8 arithmetic in fp32 (slow reference)"
@@ -60,9 +61,16 @@ class Int8Linear:
 
     def __call__(self, states: torch.Tensor) -> torch.Tensor:
         values, scale, zero = quantize_rows(states.index_fill(1, self.outliers, 0.0), self.levels)
-        out = self.extra(torch.cat([states[:, self.outliers], (-scale * zero)[:, None]], dim=1))
-        out.addcmul_(self.int_gemm(values), scale[:, None])
-        return F.gelu(out, approximate=self.gelu) if self.gelu else out
+        inverse = scale.reciprocal()
+        out = self.extra(torch.cat([states[:, self.outliers] * inverse[:, None], inverse[:, None], -zero[:, None]],
+                                   dim=1))
+        if self.packed is None:
+            out.add_(self.int_gemm(values))
+        else:  # oneDNN adds its result into out in place ("sum"): no second output-sized buffer
+            torch.ops.onednn.qlinear_pointwise.binary(values, 1.0, 0, self.packed, self.w_scale, self.w_zero, out,
+                                                      None, 1.0, 0, torch.float32, 1.0, 0, "sum", 1.0, "none", [], "")
+        out.mul_(scale[:, None])
+        return torch.ops.aten.gelu_(out, approximate=self.gelu) if self.gelu else out
 
     def int_gemm(self, values: torch.Tensor) -> torch.Tensor:
         """values @ wq.T * w_scale: oneDNN's int8 GEMM (exact int32 sums) when packed, else fp32 arithmetic."""

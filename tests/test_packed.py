@@ -103,4 +103,4 @@ def test_the_load_log_says_how_many_matrix_multiplications_run_pre_packed(tiny_m
     layers = 4 * Embedder.load(source, Settings(), "fp32").model.config.num_hidden_layers
     assert Embedder.load(source, Settings(), "fp32").describe_path() == (
         f"packed batches, {layers} of {layers} matrix multiplications pre-packed for oneDNN")
-    assert f"0 of {layers}" in Embedder.load(source, Settings(), "int8").describe_path()  # quantized modules
+    assert f"0 of {layers}" in Embedder.load(source, Settings(), "int8-dynamic").describe_path()  # torch modules

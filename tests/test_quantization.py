@@ -85,7 +85,7 @@ def test_false_is_fp32_and_named_modes_are_kept():
 
 
 def test_unfaithful_modes_say_so_in_the_log():
-    assert "not faithful" in choose_mode("int8", set())[1]
+    assert "not faithful" in choose_mode("int8-dynamic", set())[1]
 
 
 def test_settings_accept_exactly_the_modes():
