@@ -40,8 +40,10 @@ class Int8Linear:
     """x @ weight.T + bias in int8 with outlier columns kept fp32, then GELU when gelu is its approximation."""
 
     def __init__(self, weight: torch.Tensor, bias: torch.Tensor | None, outliers: torch.Tensor,
-                 gelu: str | None = None):
+                 gelu: str | None = None, overwrite_input: bool = False):
         weight = weight.detach().float()
+        # A caller whose input is dead after the call lets the layer quantize in it: no input-sized copy.
+        self.overwrite_input = overwrite_input
         self.bias = torch.zeros(weight.shape[0]) if bias is None else bias.detach().float()
         self.outliers, self.gelu = outliers.long(), gelu
         main = weight.index_fill(1, self.outliers, 0.0)
@@ -60,10 +62,13 @@ class Int8Linear:
         self._pack()
 
     def __call__(self, states: torch.Tensor) -> torch.Tensor:
-        values, scale, zero = quantize_rows(states.index_fill(1, self.outliers, 0.0), self.levels)
+        outliers = states[:, self.outliers]
+        if self.overwrite_input:
+            values, scale, zero = quantize_rows(states.index_fill_(1, self.outliers, 0.0), self.levels)
+        else:
+            values, scale, zero = quantize_rows(states.index_fill(1, self.outliers, 0.0), self.levels)
         inverse = scale.reciprocal()
-        out = self.extra(torch.cat([states[:, self.outliers] * inverse[:, None], inverse[:, None], -zero[:, None]],
-                                   dim=1))
+        out = self.extra(torch.cat([outliers.mul_(inverse[:, None]), inverse[:, None], -zero[:, None]], dim=1))
         if self.packed is None:
             out.add_(self.int_gemm(values))
         else:  # oneDNN adds its result into out in place ("sum"): no second output-sized buffer

@@ -177,3 +177,10 @@ def minilm_model_and_tokenizer(minilm_dir):
 def test_mark_outliers_marks_every_linear(minilm_model_and_tokenizer):
     model = mark_outliers(*minilm_model_and_tokenizer)
     assert all(hasattr(module, "int8_outliers") for module in model.modules() if type(module) is nn.Linear)
+
+
+def test_a_layer_allowed_to_overwrite_its_input_gives_the_same_numbers():
+    weight, bias, outliers, states = problem()
+    expected = Int8Linear(weight, bias, outliers)(states)
+    with torch.inference_mode():
+        assert torch.equal(Int8Linear(weight, bias, outliers, overwrite_input=True)(states.clone()), expected)
