@@ -1,4 +1,4 @@
-"""int8 against fp32, bf16 and ONNX Runtime, one thread, side by side: python -m bench.int8 [--gemm-only] [--default-malloc].
+"""int8 against fp32, bf16 and ONNX Runtime on one thread, side by side: python -m bench.int8 [options in main].
 
 Two tables: GOP/s of every int8 / fp32 / bf16 kernel on the model's GEMM shapes, and real tokens/s of whole
 engines on 12 requests x 32 mixed real texts (tests/data/texts.json), timed alternately, best of `rounds`, with
@@ -104,7 +104,7 @@ def gemm_table() -> str:
 
 
 def _engines(model_dir: str) -> dict:
-    """Every engine by name: the server's embedders in each mode and the two ONNX Runtime files."""
+    """Every engine by name (--only=a,b: those whose name holds a or b, and fp32): the server's modes and ORT's."""
     from embedding_app.embedder import Embedder
     from embedding_app.model_source import resolve_model
     from embedding_app.settings import Settings
@@ -112,9 +112,12 @@ def _engines(model_dir: str) -> dict:
     from .onnx_engine import OrtEmbedder, export
 
     source = resolve_model(model_dir, None)
-    engines = {f"server {mode}": Embedder.load(source, Settings(), mode) for mode in MODES}
+    wanted = [arg.split("=", 1)[1] for arg in sys.argv if arg.startswith("--only=")]  # e.g. --only=int8,ORT
+    keep = (lambda name: any(part in name for part in wanted[0].split(","))) if wanted else (lambda name: True)
+    engines = {f"server {mode}": Embedder.load(source, Settings(), mode) for mode in MODES
+               if mode == "fp32" or keep(f"server {mode}")}
     files = export(source.path, Path(tempfile.gettempdir()) / "bench-int8-onnx")
-    return engines | {name: OrtEmbedder(path) for name, path in files.items()}
+    return engines | {name: OrtEmbedder(path) for name, path in files.items() if keep(name)}
 
 
 def end_to_end(rounds: int = 3) -> str:
@@ -141,7 +144,7 @@ def end_to_end(rounds: int = 3) -> str:
         reference = fp32.embed(passages), fp32.embed(queries)
         quality = {name: measure_fidelity(engine, passages, queries, *reference) for name, engine in engines.items()}
     rates = {name: tokens / seconds for name, seconds in best.items()}
-    lines = [f"{REQUESTS} requests x {TEXTS_PER_REQUEST} mixed real texts, {tokens} real tokens, 1 thread, "
+    lines = ["", f"{REQUESTS} requests x {TEXTS_PER_REQUEST} mixed real texts, {tokens} real tokens, 1 thread, "
              f"best of {rounds} alternating", "",
              "| engine | real tokens/s | ÷ server int8 | min cos | mean cos | batch invariance | top-10 overlap |",
              "|---|---|---|---|---|---|---|"]
@@ -153,14 +156,14 @@ def end_to_end(rounds: int = 3) -> str:
 
 
 def main() -> None:
-    """Print both tables (--gemm-only: the kernel table alone)."""
+    """Print both tables (--gemm-only: the kernel table alone; --e2e-only: the engines alone)."""
     from embedding_app.allocator import limit_worker_caches
 
     if "--default-malloc" not in sys.argv:  # as a server worker does: tensors >= 1 MiB pay their page faults
         limit_worker_caches()
-    print(gemm_table(), flush=True)
+    if "--e2e-only" not in sys.argv:
+        print(gemm_table(), flush=True)
     if "--gemm-only" not in sys.argv:
-        print()
         print(end_to_end())
 
 

@@ -184,3 +184,11 @@ def test_a_layer_allowed_to_overwrite_its_input_gives_the_same_numbers():
     expected = Int8Linear(weight, bias, outliers)(states)
     with torch.inference_mode():
         assert torch.equal(Int8Linear(weight, bias, outliers, overwrite_input=True)(states.clone()), expected)
+
+
+def test_a_layer_not_allowed_to_overwrite_its_input_leaves_it_bit_exact():
+    weight, bias, outliers, states = problem(rows=2500)
+    before = states.clone()
+    with torch.inference_mode():
+        Int8Linear(weight, bias, outliers)(states)
+    assert torch.equal(states, before)
