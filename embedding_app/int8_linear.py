@@ -10,6 +10,7 @@ keeping the calibrated largest input columns in fp32 lifts it past 0.999.
 
 from __future__ import annotations
 
+import functools
 import logging
 
 import torch
@@ -18,9 +19,11 @@ from torch.nn import functional as F
 from .linear import Linear
 
 log = logging.getLogger(__name__)
-# Without VNNI, x86 int8 kernels add pairs of u8 x s8 products in int16 (vpmaddubsw), which saturates for
-# activations above 127: there the layer quantizes to 7 bits, found by the probe at load, not assumed from flags.
-LEVELS = (255, 127)
+# (activation, weight) levels, best first. Without VNNI, x86 int8 kernels add pairs of u8 x s8 products in int16
+# (vpmaddubsw), which saturates unless 2 * 255 * 63 or 2 * 127 * 127 < 2**15: a probe at load finds the first
+# precision this CPU's kernel sums exactly (not assumed from flags). Measured (BENCHMARKS.md): 7-bit activations
+# lose less than 7-bit weights, and either falls short of min cosine 0.999 on all-MiniLM-L6-v2.
+PRECISIONS = ((255, 127), (127, 127), (255, 63))
 BLOCK_ELEMENTS = 1 << 17  # 512 KiB of fp32: under malloc's mmap threshold, and in the core's L2 cache
 
 
@@ -52,6 +55,12 @@ def quantize_rows(states: torch.Tensor, levels: int,
     return values, scale, zero
 
 
+@functools.cache
+def _warn_slow() -> None:
+    """Say once per process (not once per layer) that int8 runs its slow reference."""
+    log.warning("oneDNN int8 GEMM unavailable or not exact on this CPU: int8 runs its slow fp32 reference")
+
+
 class Int8Linear:
     """x @ weight.T + bias in int8 with outlier columns kept fp32, then GELU when gelu is its approximation."""
 
@@ -62,20 +71,26 @@ class Int8Linear:
         self.overwrite_input = overwrite_input
         self.bias = torch.zeros(weight.shape[0]) if bias is None else bias.detach().float()
         self.outliers, self.gelu = outliers.long(), gelu
+        self.w_zero = torch.zeros(weight.shape[0], dtype=torch.int64)
+        self.packed = None
+        self.kernel = "int8 arithmetic in fp32 (slow reference)"
+        for levels, weight_levels in PRECISIONS:
+            self._quantize_weight(weight, weight_levels)
+            if self._pack(levels):
+                break
+        else:
+            _warn_slow()
+            self.levels = PRECISIONS[0][0]
+            self._quantize_weight(weight, PRECISIONS[0][1])
+
+    def _quantize_weight(self, weight: torch.Tensor, levels: int) -> None:
         main = weight.index_fill(1, self.outliers, 0.0)
-        self.w_scale = (main.abs().amax(dim=1) / 127).clamp_(min=1e-30)
-        self.wq = torch.round(main / self.w_scale[:, None]).clamp_(-127, 127).to(torch.int8)
+        self.w_scale = (main.abs().amax(dim=1) / levels).clamp_(min=1e-30)
+        self.wq = torch.round(main / self.w_scale[:, None]).clamp_(-levels, levels).to(torch.int8)
         # The fp32 side GEMM's columns: the outliers, the bias, and the zero points' share (w_scale * row sums of wq).
         correction = self.w_scale * self.wq.sum(dim=1, dtype=torch.float32)
         self.extra_weight = torch.cat([weight[:, self.outliers], self.bias[:, None], correction[:, None]], dim=1)
-        self._build()
-
-    def _build(self) -> None:
         self.extra = Linear(self.extra_weight, None)  # fp32, pre-packed for oneDNN where it agrees
-        self.w_zero = torch.zeros(self.wq.shape[0], dtype=torch.int64)
-        self.packed, self.levels = None, LEVELS[0]
-        self.kernel = "int8 arithmetic in fp32 (slow reference)"
-        self._pack()
 
     def __call__(self, states: torch.Tensor) -> torch.Tensor:
         outliers = states[:, self.outliers]
@@ -102,18 +117,18 @@ class Int8Linear:
         return torch.ops.onednn.qlinear_pointwise(values, 1.0, 0, self.packed, self.w_scale, self.w_zero, None,
                                                   1.0, 0, torch.float32, "none", [], "")
 
-    def _pack(self) -> None:
-        """Pre-pack the weight for oneDNN's int8 GEMM if it computes exact int32 sums here, at 8 bits or else 7."""
+    def _pack(self, levels: int) -> bool:
+        """Pre-pack the weight for oneDNN's int8 GEMM if it sums exactly here with activations in 0..levels."""
         try:
             packed = torch.ops.onednn.qlinear_prepack(self.wq, None)
-            for levels in LEVELS:
-                if self._exact(packed, levels):
-                    self.packed, self.levels = packed, levels
-                    self.kernel = f"oneDNN int8 u8 x s8 ({levels.bit_length()}-bit activations)"
-                    return
-            log.warning("oneDNN int8 GEMM is not exact on this CPU: int8 runs its slow fp32 reference")
+            if self._exact(packed, levels):
+                self.packed, self.levels = packed, levels
+                bits = int(self.wq.abs().max()).bit_length() + 1
+                self.kernel = f"oneDNN int8 u8 x s8 ({levels.bit_length()}-bit activations, {bits}-bit weights)"
+                return True
         except (RuntimeError, NotImplementedError, AttributeError) as exc:  # a torch without oneDNN's int8 ops
-            log.info("oneDNN int8 linear unavailable (%s): int8 runs its slow fp32 reference", exc)
+            log.info("oneDNN int8 linear unavailable: %s", exc)
+        return False
 
     def _exact(self, packed: torch.Tensor, levels: int) -> bool:
         """Whether oneDNN's sums match exact ones, on each output's own worst case (saturating int16 pairs fail)."""

@@ -6,7 +6,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from embedding_app import int8_linear
-from embedding_app.int8_linear import LEVELS, Int8Linear, quantize_rows
+from embedding_app.int8_linear import PRECISIONS, Int8Linear, quantize_rows
 from embedding_app.int8_mode import OUTLIER_COLUMNS, QuantizedLinear, calibrate, mark_outliers
 from embedding_app.quantize import build_int8, int8_available
 
@@ -65,7 +65,7 @@ def test_the_layer_matches_a_float_reference_of_its_arithmetic_for_any_row_count
 def test_the_fast_kernel_and_its_slow_fallback_give_the_same_numbers(rows):
     weight, bias, outliers, states = problem(inputs=1536, outputs=384, rows=rows)
     fast, slow = Int8Linear(weight, bias, outliers), Int8Linear(weight, bias, outliers)
-    slow.packed, slow.levels = None, fast.levels  # what a CPU without the oneDNN kernel runs
+    slow.packed = None  # what a CPU without the oneDNN kernel runs, at the same precision
     with torch.inference_mode():
         assert relative_error(fast(states), slow(states)) <= 1e-6
 
@@ -77,16 +77,23 @@ def test_without_onednn_int8_the_layer_runs_its_reference_and_stays_correct(monk
     weight, bias, outliers, states = problem()
     monkeypatch.setattr(torch.ops.onednn, "qlinear_prepack", missing)
     layer = Int8Linear(weight, bias, outliers)
-    assert layer.packed is None and "reference" in layer.kernel and layer.levels == LEVELS[0]
+    assert layer.packed is None and "reference" in layer.kernel and layer.levels == PRECISIONS[0][0]
     with torch.inference_mode():
         assert_same_arithmetic(layer, states)
 
 
-def test_a_kernel_that_saturates_8_bit_activations_gets_7_bit_ones(monkeypatch):
-    monkeypatch.setattr(Int8Linear, "_exact", lambda self, packed, levels: levels == 127)  # a CPU without VNNI
+SATURATING = {  # _exact probes of CPUs without VNNI
+    "int16 pairs": lambda self, packed, levels: 2 * levels * int(self.wq.abs().max()) < 2 ** 15,
+    "7-bit weights only": lambda self, packed, levels: int(self.wq.abs().max()) <= 63,
+}
+
+
+@pytest.mark.parametrize("kernel, levels, weight_bits", [("int16 pairs", 127, 8), ("7-bit weights only", 255, 7)])
+def test_a_kernel_that_saturates_gets_the_first_exact_precision(monkeypatch, kernel, levels, weight_bits):
+    monkeypatch.setattr(Int8Linear, "_exact", SATURATING[kernel])
     weight, bias, outliers, states = problem()
     layer = Int8Linear(weight, bias, outliers)
-    assert layer.levels == 127 and "7-bit" in layer.kernel
+    assert layer.levels == levels and int(layer.wq.abs().max()).bit_length() + 1 == weight_bits
     with torch.inference_mode():
         assert_same_arithmetic(layer, states)
 
@@ -161,8 +168,11 @@ def test_models_off_the_packed_path_get_int8_modules():
     assert got.shape == (2, 5, 8) and relative_error(got, expected) <= 0.05
 
 
-def test_availability_says_whether_the_fast_kernel_runs(monkeypatch):
-    assert int8_available() == (Int8Linear(torch.randn(8, 16), None, torch.tensor([0])).packed is not None)
+def test_availability_says_whether_the_fast_kernel_runs_at_full_precision(monkeypatch):
+    layer = Int8Linear(torch.randn(64, 64), None, torch.tensor([0]))
+    assert int8_available() == (layer.packed is not None and layer.levels == 255)
+    monkeypatch.setattr(int8_linear.Int8Linear, "_exact", SATURATING["int16 pairs"])
+    assert not int8_available()
     monkeypatch.setattr(int8_linear.Int8Linear, "_exact", lambda self, packed, levels: False)
     assert not int8_available()
 
