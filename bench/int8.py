@@ -138,14 +138,14 @@ def end_to_end(rounds: int = 3) -> str:
     with torch.inference_mode():
         for _ in range(rounds):
             for name, engine in engines.items():
-                best[name] = min(best[name], _best_seconds(lambda: [engine.embed(r) for r in requests], 1, 1))
+                best[name] = min(best[name], _best_seconds(lambda e=engine: [e.embed(r) for r in requests], 1, 1))
         passages = fp32.finish(fp32.tokenize(texts), True)
         queries = fp32.finish(fp32.tokenize(json.loads((DATA / "queries.json").read_text())["queries"]), True)
         reference = fp32.embed(passages), fp32.embed(queries)
         quality = {name: measure_fidelity(engine, passages, queries, *reference) for name, engine in engines.items()}
     rates = {name: tokens / seconds for name, seconds in best.items()}
-    lines = ["", f"{REQUESTS} requests x {TEXTS_PER_REQUEST} mixed real texts, {tokens} real tokens, 1 thread, "
-             f"best of {rounds} alternating", "",
+    lines = ["", (f"{REQUESTS} requests x {TEXTS_PER_REQUEST} mixed real texts, {tokens} real tokens, 1 thread, "
+                  f"best of {rounds} alternating"), "",
              "| engine | real tokens/s | ÷ server int8 | min cos | mean cos | batch invariance | top-10 overlap |",
              "|---|---|---|---|---|---|---|"]
     for name, rate in rates.items():

@@ -7,7 +7,12 @@ from torch.nn import functional as F
 
 from embedding_app import int8_linear
 from embedding_app.int8_linear import PRECISIONS, Int8Linear, quantize_rows
-from embedding_app.int8_mode import OUTLIER_COLUMNS, QuantizedLinear, calibrate, mark_outliers
+from embedding_app.int8_mode import (
+    OUTLIER_COLUMNS,
+    QuantizedLinear,
+    calibrate,
+    mark_outliers,
+)
 from embedding_app.quantize import build_int8, int8_available
 
 ROWS = (1, 7, 300, 2500)
@@ -128,7 +133,7 @@ def test_a_row_alone_gives_the_same_numbers_as_inside_a_batch():
 
 def test_quantized_rows_keep_zero_exact_and_use_the_whole_range():
     states = torch.tensor([[0.0, -1.0, 3.0], [0.0, 0.0, 0.0], [0.0, 4.0, 1.0]])
-    values, scale, zero = quantize_rows(states.clone(), 255)
+    values, _, zero = quantize_rows(states.clone(), 255)
     assert torch.equal(values[:, 0].float(), zero)  # 0.0 maps exactly to the zero point
     assert values[0].max() == 255 and values[0].min() == 0 and values[2].max() == 255
     assert torch.all(values[1] == zero[1])
