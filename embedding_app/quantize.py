@@ -62,6 +62,8 @@ def build_int8(model: nn.Module, tokenizer) -> nn.Module:
     from .int8_mode import mark_outliers, replace_linears
     from .packed import supported
 
+    if tokenizer is None:
+        raise ValueError("QUANTIZE=int8 needs the model's tokenizer: it calibrates on embedding_app/calibration.txt")
     model = mark_outliers(model, tokenizer)
     return model if supported(model) is None else replace_linears(model)
 

@@ -207,3 +207,8 @@ def test_a_layer_not_allowed_to_overwrite_its_input_leaves_it_bit_exact():
     with torch.inference_mode():
         Int8Linear(weight, bias, outliers)(states)
     assert torch.equal(states, before)
+
+
+def test_building_int8_without_a_tokenizer_says_why():
+    with pytest.raises(ValueError, match="tokenizer"):
+        build_int8(nn.Linear(4, 4), None)
