@@ -19,13 +19,13 @@ from .report import in_fresh_process, load_average, machine, table
 from .roofline import ROOFLINE_HEADER, measure_roofline, roofline_row
 from .servers import DEFAULT_CONFIG, RESULTS, server_sections
 
-ALL_MODES = ("bf16", "int8", "int8-ffn-fp32")  # beside fp32, which every table includes
+ALL_MODES = ("bf16", "int8", "int8-dynamic", "int8-dynamic-ffn-fp32")  # beside fp32, which every table includes
 SECTIONS = ("roofline", "modes", "servers", "http", "overhead")
 BASE_COMMIT = "18ce209"  # the last commit before padding-free batches: issue 10's "before"
 # 100 requests: with fewer, the last large requests leave a worker idle while another finishes (a tail the
 # perfectly balanced ceiling never has), which understates the server at saturation.
 FULL = {"requests": 100, "concurrency": (1, 2, 4), "sweep": (DEFAULT_CONFIG, "2x1", "1x2"), "rounds": 2,
-        "sizes": (1, 2048), "repeats": 15, "server_modes": ("fp32", "int8", "int8-ffn-fp32"),
+        "sizes": (1, 2048), "repeats": 15, "server_modes": ("fp32", "int8", "int8-dynamic", "int8-dynamic-ffn-fp32"),
         "roofline_requests": 8, "http_rounds": 3}
 QUICK = {"requests": 24, "concurrency": (1, 4), "sweep": (DEFAULT_CONFIG,), "rounds": 1,
          "sizes": (1, 256), "repeats": 3, "server_modes": (), "roofline_requests": 4, "http_rounds": 1}

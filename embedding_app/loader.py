@@ -69,7 +69,7 @@ class EngineBuilder:
         self.source, self.settings, self.tokenizer, self.model, self.copies = source, settings, tokenizer, model, copies
 
     def __call__(self, mode: str) -> Encoder:
-        model = apply_mode(copy.deepcopy(self.model) if self.copies else self.model, mode)
+        model = apply_mode(copy.deepcopy(self.model) if self.copies else self.model, mode, self.tokenizer)
         settings, source, rerank = self.settings, self.source, self.source.task == "rerank"
         info = ModelInfo(
             id=source.served_name,

@@ -14,6 +14,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from .int8_linear import Int8Linear
 from .linear import Linear, linear
 
 GELU = {"gelu": "none", "gelu_new": "tanh", "gelu_pytorch_tanh": "tanh"}  # hidden_act -> F.gelu approximate
@@ -112,15 +113,25 @@ class _Layer:
 
     def __init__(self, layer: nn.Module, approximate: str):
         self.qkv = _fuse_qkv(layer.attention.self)
-        self.attention_out = linear(layer.attention.output.dense)
+        self.attention_out = _linear(layer.attention.output.dense, last_use=True)
         self.attention_norm = layer.attention.output.LayerNorm
-        self.up = linear(layer.intermediate.dense, gelu=approximate)
-        self.down = linear(layer.output.dense)
+        self.up = _linear(layer.intermediate.dense, gelu=approximate)
+        self.down = _linear(layer.output.dense, last_use=True)
         self.output_norm = layer.output.LayerNorm
 
     def linears(self) -> list:
         """The layers that may run pre-packed."""
         return [self.qkv, self.attention_out, self.up, self.down]
+
+
+def _linear(module: nn.Module, gelu: str | None = None, last_use: bool = False):
+    """module as a packed-path layer: int8 when QUANTIZE=int8 marked its outlier columns (int8_mode.py).
+
+    last_use: forward() never reads this layer's input again, so an int8 layer may quantize in place.
+    """
+    if hasattr(module, "int8_outliers"):
+        return Int8Linear(module.weight, module.bias, module.int8_outliers, gelu, overwrite_input=last_use)
+    return linear(module, gelu)
 
 
 class _SeparateQKV:
@@ -145,4 +156,6 @@ def _fuse_qkv(attention: nn.Module):
     for index, part in enumerate(parts):  # the HF modules keep working, on views of the fused tensors
         part.weight = nn.Parameter(weight[index * hidden:(index + 1) * hidden], requires_grad=False)
         part.bias = nn.Parameter(bias[index * hidden:(index + 1) * hidden], requires_grad=False)
+    if hasattr(parts[0], "int8_outliers"):  # one input, so Q, K and V share their calibrated outlier columns
+        return Int8Linear(weight, bias, parts[0].int8_outliers)
     return Linear(weight, bias)

@@ -37,10 +37,30 @@ def candidates(requested: str) -> tuple[tuple[str, ...], str | None]:
     """The modes to load and time for a QUANTIZE value, and the one it forces (None: the fastest faithful one)."""
     if requested in ("false", "fp32"):
         return ("fp32",), "fp32"
-    if requested == "true":
-        return FAITHFUL_MODES, None
+    if requested == "true":  # int8 only where it runs at full precision (int8_available)
+        return tuple(mode for mode in FAITHFUL_MODES if mode != "int8" or int8_available()), None
     # A concrete mode is timed beside fp32, so the log can say what it gains or costs on this CPU.
     return (requested, "fp32"), requested
+
+
+def int8_available() -> bool:
+    """Whether QUANTIZE=int8 runs fast and faithful here: oneDNN's int8 GEMM, exact with 8-bit activations."""
+    from .int8_linear import PRECISIONS, Int8Linear
+
+    # Without VNNI the kernel saturates at 8 bits and int8 drops a bit (min cosine ~0.998): not for QUANTIZE=true.
+    layer = Int8Linear(torch.randn(64, 64), None, torch.tensor([0]))
+    return layer.packed is not None and layer.levels == PRECISIONS[0][0] and int(layer.wq.abs().max()) == 127
+
+
+def build_int8(model: nn.Module, tokenizer) -> nn.Module:
+    """The loaded fp32 model prepared for QUANTIZE=int8 (calibrated outlier columns; int8 layers if padded)."""
+    from .int8_mode import mark_outliers, replace_linears
+    from .packed import supported
+
+    if tokenizer is None:
+        raise ValueError("QUANTIZE=int8 needs the model's tokenizer: it calibrates on embedding_app/calibration.txt")
+    model = mark_outliers(model, tokenizer)
+    return model if supported(model) is None else replace_linears(model)
 
 
 def _dynamic_int8(model: nn.Module, keep_fp32: tuple[str, ...] = ()) -> nn.Module:
@@ -58,14 +78,16 @@ def _int8_ffn_fp32(model: nn.Module) -> nn.Module:
     return _dynamic_int8(model, keep_fp32=ffn_outputs)
 
 
-def apply_mode(model: nn.Module, mode: str) -> nn.Module:
-    """Return the model converted to a concrete mode (fp32, bf16, int8, int8-ffn-fp32)."""
+def apply_mode(model: nn.Module, mode: str, tokenizer=None) -> nn.Module:
+    """Return the model converted to a concrete mode (fp32, bf16, int8, int8-dynamic, int8-dynamic-ffn-fp32)."""
     if mode == "fp32":
         return model
     if mode == "bf16":
         return model.to(torch.bfloat16)
     if mode == "int8":
+        return build_int8(model, tokenizer)
+    if mode == "int8-dynamic":
         return _dynamic_int8(model)
-    if mode == "int8-ffn-fp32":
+    if mode == "int8-dynamic-ffn-fp32":
         return _int8_ffn_fp32(model)
     raise ValueError(f"unknown quantization mode {mode!r}")

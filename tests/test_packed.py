@@ -108,7 +108,7 @@ def test_the_load_log_says_how_many_matrix_multiplications_run_pre_packed(tiny_m
     assert all(layer.packed is not None for layer in onednn)  # the kernel measured faster is the one that runs
     assert embedder.describe_path() == (
         f"packed batches, {len(onednn)} of {len(layers)} matrix multiplications pre-packed for oneDNN")
-    assert f"0 of {len(layers)}" in load_engine(source, Settings(), "int8").describe_path()  # quantized modules
+    assert f"0 of {len(layers)}" in load_engine(source, Settings(), "int8-dynamic").describe_path()  # torch modules
 
 
 def test_a_roberta_style_model_takes_inputs_as_long_as_its_positions_allow(roberta_dir):

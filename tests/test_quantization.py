@@ -63,8 +63,13 @@ def test_faithful_mode_keeps_top10_retrieval(fidelity):
     assert fidelity.top10_overlap >= MIN_TOP10_OVERLAP, fidelity
 
 
-def test_true_times_every_faithful_mode_and_forces_none():
-    assert candidates("true") == (FAITHFUL_MODES, None)
+@pytest.mark.parametrize("full_precision_int8", [True, False])
+def test_true_times_every_faithful_mode_and_forces_none(monkeypatch, full_precision_int8):
+    from embedding_app import quantize
+
+    monkeypatch.setattr(quantize, "int8_available", lambda: full_precision_int8)
+    expected = FAITHFUL_MODES if full_precision_int8 else tuple(mode for mode in FAITHFUL_MODES if mode != "int8")
+    assert candidates("true") == (expected, None)
 
 
 def test_false_is_fp32_alone():

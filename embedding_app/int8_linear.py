@@ -1,0 +1,143 @@
+"""Faithful int8 Linear: per-channel int8 weights, per-token uint8 activations, outlier input columns in fp32.
+
+y[i] = s[i] * ((q[i] @ wq.T) * w_scale + [x_out[i] / s[i], 1 / s[i], -z[i]] @ [w_out, bias, c].T)
+q = per-token asymmetric uint8 of x with the outlier columns zeroed (scale s, zero point z); c = w_scale * row sums
+of wq (the zero points' share). The few outlier columns, the bias and the zero-point correction ride in one small
+fp32 GEMM; oneDNN's int8 GEMM (torch.ops.onednn.qlinear_pointwise: exact int32 sums, per-channel scale fused)
+adds into its output in place, and one pass applies the per-token scale. Measured (BENCHMARKS.md, "Faithful
+int8"): per-token scales alone give all-MiniLM-L6-v2 min cosine 0.9974 to fp32, 24 outlier columns 0.9994.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+
+import torch
+
+from .linear import Linear
+
+log = logging.getLogger(__name__)
+# (activation, weight) levels, best first. Without VNNI, x86 int8 kernels add pairs of u8 x s8 products in int16
+# (vpmaddubsw), which saturates unless 2 * 255 * 63 or 2 * 127 * 127 < 2**15: a probe at load finds the first
+# precision this CPU's kernel sums exactly (not assumed from flags). Measured (BENCHMARKS.md): 7-bit activations
+# lose less than 7-bit weights, and either falls short of min cosine 0.999 on all-MiniLM-L6-v2.
+PRECISIONS = ((255, 127), (127, 127), (255, 63))
+PROBE_ROWS = 64
+BLOCK_ELEMENTS = 1 << 17  # 512 KiB of fp32: under malloc's mmap threshold, and in the core's L2 cache
+
+
+def quantize_rows(states: torch.Tensor, levels: int,
+                  overwrite: bool = True) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Per-row asymmetric quantization to 0..levels: uint8 values, fp32 scales and zero points.
+
+    overwrite: compute in states itself; else through a small buffer, a block of rows at a time.
+    """
+    # amax and amin separately: measured 20x faster than torch.aminmax(dim=1) here; the range always holds 0,
+    # so an exact zero (a zeroed outlier column) stays exactly zero.
+    high, low = states.amax(dim=1).clamp_(min=0), states.amin(dim=1).clamp_(max=0)
+    scale = (high - low).div_(levels).clamp_(min=1e-12)
+    inverse = scale.reciprocal()
+    zero = (-low * inverse).round_()
+    # A worker's tensors of 1 MiB or more are fresh pages (embedding_app/allocator.py): page faults cost more than
+    # the arithmetic, so no input-sized float buffer is allocated; the block buffer stays below that size.
+    if overwrite:
+        values = torch.addcmul(zero[:, None], states, inverse[:, None], out=states).round_().clamp_(0, levels)
+        return values.to(torch.uint8), scale, zero
+    values = torch.empty(states.shape, dtype=torch.uint8)
+    step = max(1, BLOCK_ELEMENTS // states.shape[1])
+    block = torch.empty(min(step, states.shape[0]), states.shape[1])
+    for first in range(0, states.shape[0], step):
+        rows = slice(first, first + step)
+        part = block[:len(states[rows])]
+        torch.addcmul(zero[rows, None], states[rows], inverse[rows, None], out=part).round_().clamp_(0, levels)
+        values[rows] = part
+    return values, scale, zero
+
+
+@functools.cache
+def _warn_slow() -> None:
+    """Say once per process (not once per layer) that int8 runs its slow reference."""
+    log.warning("oneDNN int8 GEMM unavailable or not exact on this CPU: int8 runs its slow fp32 reference")
+
+
+class Int8Linear:
+    """x @ weight.T + bias in int8 with outlier columns kept fp32, then GELU when gelu is its approximation."""
+
+    def __init__(self, weight: torch.Tensor, bias: torch.Tensor | None, outliers: torch.Tensor,
+                 gelu: str | None = None, overwrite_input: bool = False):
+        weight = weight.detach().float()
+        # A caller whose input is dead after the call lets the layer quantize in it: no input-sized copy.
+        self.overwrite_input = overwrite_input
+        self.bias = torch.zeros(weight.shape[0]) if bias is None else bias.detach().float()
+        self.outliers, self.gelu = outliers.long(), gelu
+        self.w_zero = torch.zeros(weight.shape[0], dtype=torch.int64)
+        self.packed = None
+        self.kernel = "int8 arithmetic in fp32 (slow reference)"
+        for levels, weight_levels in PRECISIONS:
+            self._quantize_weight(weight, weight_levels)
+            if self._pack(levels):
+                break
+        else:
+            _warn_slow()
+            self.levels = PRECISIONS[0][0]
+            self._quantize_weight(weight, PRECISIONS[0][1])
+
+    def _quantize_weight(self, weight: torch.Tensor, levels: int) -> None:
+        main = weight.index_fill(1, self.outliers, 0.0)
+        self.w_scale = (main.abs().amax(dim=1) / levels).clamp_(min=1e-30)
+        self.wq = torch.round(main / self.w_scale[:, None]).clamp_(-levels, levels).to(torch.int8)
+        # The fp32 side GEMM's columns: the outliers, the bias, and the zero points' share (w_scale * row sums of wq).
+        correction = self.w_scale * self.wq.sum(dim=1, dtype=torch.float32)
+        self.extra_weight = torch.cat([weight[:, self.outliers], self.bias[:, None], correction[:, None]], dim=1)
+        self.extra = Linear(self.extra_weight, None)  # fp32, pre-packed for oneDNN where it agrees
+
+    def __call__(self, states: torch.Tensor) -> torch.Tensor:
+        outliers = states[:, self.outliers]
+        # The outlier columns are zeroed in place for the quantization and, unless the caller is done with states,
+        # put back (bit-exact) at once: no input-sized copy either way.
+        values, scale, zero = quantize_rows(states.index_fill_(1, self.outliers, 0.0), self.levels,
+                                            self.overwrite_input)
+        if not self.overwrite_input:
+            states.index_copy_(1, self.outliers, outliers)
+        inverse = scale.reciprocal()
+        out = self.extra(torch.cat([outliers.mul_(inverse[:, None]), inverse[:, None], -zero[:, None]], dim=1))
+        if self.packed is None:
+            out.add_(self.int_gemm(values))
+        else:  # oneDNN adds its result into out in place ("sum"): no second output-sized buffer
+            torch.ops.onednn.qlinear_pointwise.binary(values, 1.0, 0, self.packed, self.w_scale, self.w_zero, out,
+                                                      None, 1.0, 0, torch.float32, 1.0, 0, "sum", 1.0, "none", [], "")
+        out.mul_(scale[:, None])
+        return torch.ops.aten.gelu_(out, approximate=self.gelu) if self.gelu else out
+
+    def int_gemm(self, values: torch.Tensor) -> torch.Tensor:
+        """values @ wq.T * w_scale: oneDNN's int8 GEMM (exact int32 sums) when packed, else fp32 arithmetic."""
+        if self.packed is None:
+            return (values.float() @ self.wq.float().T).mul_(self.w_scale)
+        return torch.ops.onednn.qlinear_pointwise(values, 1.0, 0, self.packed, self.w_scale, self.w_zero, None,
+                                                  1.0, 0, torch.float32, "none", [], "")
+
+    def _pack(self, levels: int) -> bool:
+        """Pre-pack the weight for oneDNN's int8 GEMM if it sums exactly here with activations in 0..levels."""
+        try:
+            packed = torch.ops.onednn.qlinear_prepack(self.wq, None)
+            if self._exact(packed, levels):
+                self.packed, self.levels = packed, levels
+                bits = int(self.wq.abs().max()).bit_length() + 1
+                self.kernel = f"oneDNN int8 u8 x s8 ({levels.bit_length()}-bit activations, {bits}-bit weights)"
+                return True
+        except (RuntimeError, NotImplementedError, AttributeError) as exc:  # a torch without oneDNN's int8 ops
+            log.info("oneDNN int8 linear unavailable: %s", exc)
+        return False
+
+    def _exact(self, packed: torch.Tensor, levels: int) -> bool:
+        """Whether oneDNN's sums match exact ones on worst cases (saturating int16 pairs fail) and random inputs."""
+        # Row j of the probe drives output j to its largest sum; 64 outputs suffice (a saturating kernel fails on
+        # nearly every one) and keep the float64 check cheap at load.
+        worst = torch.where(self.wq[:PROBE_ROWS] > 0, levels, 0).to(torch.uint8)
+        probe = torch.cat([worst, torch.randint(0, levels + 1, (7, self.wq.shape[1]), dtype=torch.uint8,
+                                                generator=torch.Generator().manual_seed(0))])
+        got = torch.ops.onednn.qlinear_pointwise(probe, 1.0, 0, packed, torch.ones_like(self.w_scale), self.w_zero,
+                                                 None, 1.0, 0, torch.float32, "none", [], "")
+        exact = probe.double() @ self.wq.double().T
+        return bool(((got.double() - exact).abs() <= exact.abs() * 2.0 ** -23).all())  # fp32 output rounding only

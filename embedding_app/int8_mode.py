@@ -1,0 +1,69 @@
+"""QUANTIZE=int8: pick each Linear's outlier input columns on text shipped with the server, then run it in int8."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from .int8_linear import Int8Linear
+
+CALIBRATION = Path(__file__).with_name("calibration.txt")  # varied prose, code, numbers; not the test texts
+# Input columns per Linear kept in fp32. Measured on tests/data (BENCHMARKS.md, "Faithful int8"): min / mean cosine
+# 0 -> 0.9974 / 0.9990, 4 -> 0.9991 / 0.99964, 16 -> 0.9994 / 0.99970, 24 -> 0.9994 / 0.99971 (top-10 0.990 vs
+# 0.985 at 16); the fp32 side GEMM they ride in is bound by writing its output, not by their count.
+OUTLIER_COLUMNS = 24
+
+
+def calibrate(model: nn.Module, tokenizer, columns: int | None = None) -> dict[str, torch.Tensor]:
+    """Per Linear (by module name), the input columns with the largest magnitude on the calibration text."""
+    columns = OUTLIER_COLUMNS if columns is None else columns
+    peaks: dict[str, torch.Tensor] = {}
+
+    def record(name):
+        def hook(_module, inputs, _output):
+            peak = inputs[0].detach().abs().reshape(-1, inputs[0].shape[-1]).amax(dim=0)
+            peaks[name] = peak if name not in peaks else torch.maximum(peaks[name], peak)
+        return hook
+
+    hooks = [module.register_forward_hook(record(name)) for name, module in model.named_modules()
+             if type(module) is nn.Linear]
+    try:
+        with torch.inference_mode():
+            for line in CALIBRATION.read_text().splitlines():
+                model(**tokenizer(line, return_tensors="pt", truncation=True, max_length=256))
+    finally:
+        for hook in hooks:
+            hook.remove()
+    return {name: peak.topk(min(columns, peak.numel())).indices.sort().values for name, peak in peaks.items()}
+
+
+def mark_outliers(model: nn.Module, tokenizer, columns: int | None = None) -> nn.Module:
+    """Attach each Linear's outlier columns as `int8_outliers`: the packed path builds its int8 layers from them."""
+    outliers = calibrate(model, tokenizer, columns)
+    for name, module in model.named_modules():
+        if name in outliers:
+            module.int8_outliers = outliers[name]
+    return model
+
+
+class QuantizedLinear(nn.Module):
+    """An nn.Linear replaced by Int8Linear, for models that run transformers' own (padded) forward."""
+
+    def __init__(self, module: nn.Linear):
+        super().__init__()
+        self.layer = Int8Linear(module.weight, module.bias, module.int8_outliers)
+
+    def forward(self, states: torch.Tensor) -> torch.Tensor:
+        """The layer on any leading shape."""
+        return self.layer(states.reshape(-1, states.shape[-1])).reshape(*states.shape[:-1], -1)
+
+
+def replace_linears(model: nn.Module) -> nn.Module:
+    """Swap every marked nn.Linear for a QuantizedLinear (the padded path has no packed layers to build)."""
+    for parent in list(model.modules()):
+        for name, child in parent.named_children():
+            if type(child) is nn.Linear and hasattr(child, "int8_outliers"):
+                setattr(parent, name, QuantizedLinear(child))
+    return model

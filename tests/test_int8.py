@@ -1,0 +1,214 @@
+"""The faithful int8 layer: its kernel against a float reference of the same arithmetic, fallbacks, calibration."""
+
+import pytest
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from embedding_app import int8_linear
+from embedding_app.int8_linear import PRECISIONS, Int8Linear, quantize_rows
+from embedding_app.int8_mode import (
+    OUTLIER_COLUMNS,
+    QuantizedLinear,
+    calibrate,
+    mark_outliers,
+)
+from embedding_app.quantize import build_int8, int8_available
+
+ROWS = (1, 7, 300, 2500)
+
+
+def problem(inputs: int = 384, outputs: int = 1152, rows: int = 300, seed: int = 0):
+    """A weight, bias, outlier columns and inputs whose outlier columns really are 30x larger."""
+    generator = torch.Generator().manual_seed(seed)
+    weight = torch.randn(outputs, inputs, generator=generator) / inputs ** 0.5
+    bias = torch.randn(outputs, generator=generator)
+    outliers = torch.tensor([3, 50, 51, inputs - 1])
+    states = torch.randn(rows, inputs, generator=generator) + 0.3
+    states[:, outliers] *= 30
+    return weight, bias, outliers, states
+
+
+def assert_same_arithmetic(layer: Int8Linear, states: torch.Tensor) -> None:
+    """layer(states) equals float_reference up to fp32 output rounding and, in a row, one rounding tie."""
+    got, expected = layer(states), float_reference(layer, states)
+    main = states.index_fill(1, layer.outliers, 0.0)
+    step = (main.amax(dim=1).clamp(min=0) - main.amin(dim=1).clamp(max=0)) / layer.levels  # one quantization step
+    # A .5 tie may round apart in the layer's fused multiply-add: one step of one input times the largest weight.
+    bound = step[:, None] * (layer.wq.float() * layer.w_scale[:, None]).abs().max() + 1e-5 * expected.abs().max()
+    assert torch.all((got - expected).abs() <= bound), float((got - expected).abs().max())
+
+
+def float_reference(layer: Int8Linear, states: torch.Tensor) -> torch.Tensor:
+    """The layer's arithmetic written out on its own: fp32 quantization as specified, then float64 sums."""
+    main = states.index_fill(1, layer.outliers, 0.0)
+    low, high = main.amin(dim=1).clamp(max=0), main.amax(dim=1).clamp(min=0)
+    scale = ((high - low) / layer.levels).clamp(min=1e-12)
+    inverse = 1 / scale
+    zero = torch.round(-low * inverse)
+    values = torch.clamp(torch.round(main * inverse[:, None] + zero[:, None]), 0, layer.levels).double()
+    scale, zero = scale.double(), zero.double()
+    weight = layer.wq.double() * layer.w_scale.double()[:, None]
+    out = ((values - zero[:, None]) * scale[:, None]) @ weight.T
+    out += states[:, layer.outliers].double() @ layer.extra_weight[:, :-2].double().T + layer.bias.double()
+    return out.float()
+
+
+def relative_error(got: torch.Tensor, expected: torch.Tensor) -> float:
+    return float((got - expected).abs().max() / expected.abs().max())
+
+
+@pytest.mark.parametrize("rows", ROWS)
+def test_the_layer_matches_a_float_reference_of_its_arithmetic_for_any_row_count(rows):
+    weight, bias, outliers, states = problem(rows=rows)
+    layer = Int8Linear(weight, bias, outliers)
+    with torch.inference_mode():
+        assert_same_arithmetic(layer, states)
+
+
+@pytest.mark.parametrize("rows", ROWS)
+def test_the_fast_kernel_and_its_slow_fallback_give_the_same_numbers(rows):
+    weight, bias, outliers, states = problem(inputs=1536, outputs=384, rows=rows)
+    fast, slow = Int8Linear(weight, bias, outliers), Int8Linear(weight, bias, outliers)
+    slow.packed = None  # what a CPU without the oneDNN kernel runs, at the same precision
+    with torch.inference_mode():
+        assert relative_error(fast(states), slow(states)) <= 1e-6
+
+
+def test_without_onednn_int8_the_layer_runs_its_reference_and_stays_correct(monkeypatch):
+    def missing(*_args):
+        raise RuntimeError("no onednn int8 here")
+
+    weight, bias, outliers, states = problem()
+    monkeypatch.setattr(torch.ops.onednn, "qlinear_prepack", missing)
+    layer = Int8Linear(weight, bias, outliers)
+    assert layer.packed is None and "reference" in layer.kernel and layer.levels == PRECISIONS[0][0]
+    with torch.inference_mode():
+        assert_same_arithmetic(layer, states)
+
+
+SATURATING = {  # _exact probes of CPUs without VNNI
+    "int16 pairs": lambda self, packed, levels: 2 * levels * int(self.wq.abs().max()) < 2 ** 15,
+    "7-bit weights only": lambda self, packed, levels: int(self.wq.abs().max()) <= 63,
+}
+
+
+@pytest.mark.parametrize("kernel, levels, weight_bits", [("int16 pairs", 127, 8), ("7-bit weights only", 255, 7)])
+def test_a_kernel_that_saturates_gets_the_first_exact_precision(monkeypatch, kernel, levels, weight_bits):
+    monkeypatch.setattr(Int8Linear, "_exact", SATURATING[kernel])
+    weight, bias, outliers, states = problem()
+    layer = Int8Linear(weight, bias, outliers)
+    assert layer.levels == levels and int(layer.wq.abs().max()).bit_length() + 1 == weight_bits
+    with torch.inference_mode():
+        assert_same_arithmetic(layer, states)
+
+
+def test_the_exactness_probe_matches_what_the_cpu_computes():
+    weight, bias, outliers, _ = problem(inputs=1536, outputs=384)
+    layer = Int8Linear(weight, bias, outliers)
+    if layer.packed is None:
+        pytest.skip("this torch has no oneDNN int8 kernel")
+    worst = torch.where(layer.wq > 0, layer.levels, 0).to(torch.uint8)  # what the probe sends, at the chosen bits
+    exact = worst.double() @ layer.wq.double().T
+    assert relative_error(layer.int_gemm(worst) / layer.w_scale, exact.float()) <= 1e-6
+
+
+def test_the_layer_is_close_to_fp32_and_fuses_gelu():
+    weight, bias, outliers, states = problem()
+    with torch.inference_mode():
+        expected = F.linear(states, weight, bias)
+        assert relative_error(Int8Linear(weight, bias, outliers)(states), expected) <= 0.02
+        gelu = Int8Linear(weight, bias, outliers, gelu="tanh")(states)
+        assert torch.allclose(gelu, F.gelu(Int8Linear(weight, bias, outliers)(states), approximate="tanh"))
+
+
+def test_a_row_alone_gives_the_same_numbers_as_inside_a_batch():
+    weight, bias, outliers, states = problem()
+    layer = Int8Linear(weight, bias, outliers)
+    with torch.inference_mode():
+        batch = layer(states)
+        for row in (0, 17, 299):
+            assert torch.allclose(layer(states[row:row + 1])[0], batch[row], rtol=1e-6, atol=1e-6)
+
+
+def test_quantized_rows_keep_zero_exact_and_use_the_whole_range():
+    states = torch.tensor([[0.0, -1.0, 3.0], [0.0, 0.0, 0.0], [0.0, 4.0, 1.0]])
+    values, _, zero = quantize_rows(states.clone(), 255)
+    assert torch.equal(values[:, 0].float(), zero)  # 0.0 maps exactly to the zero point
+    assert values[0].max() == 255 and values[0].min() == 0 and values[2].max() == 255
+    assert torch.all(values[1] == zero[1])
+
+
+def test_calibration_picks_the_same_columns_for_query_key_and_value(minilm_model_and_tokenizer):
+    model, tokenizer = minilm_model_and_tokenizer
+    outliers = calibrate(model, tokenizer)
+    attention = "encoder.layer.0.attention.self."
+    assert torch.equal(outliers[attention + "query"], outliers[attention + "key"])
+    assert torch.equal(outliers[attention + "query"], outliers[attention + "value"])
+    assert all(len(columns) == OUTLIER_COLUMNS for columns in outliers.values())
+
+
+def test_the_packed_path_runs_every_matrix_multiplication_in_int8(minilm_model_and_tokenizer):
+    from embedding_app.packed import PackedBert
+
+    packed = PackedBert(build_int8(*minilm_model_and_tokenizer))
+    parts = [part for layer in packed.layers for part in layer.linears()]
+    assert all(isinstance(part, Int8Linear) for part in parts)
+    assert all((part.packed is not None) == int8_available() for part in parts)
+
+
+def test_models_off_the_packed_path_get_int8_modules():
+    model = nn.Sequential(nn.Linear(64, 32), nn.GELU(), nn.Linear(32, 8))
+    for module in model:
+        if isinstance(module, nn.Linear):
+            module.int8_outliers = torch.tensor([0, 1])
+    states = torch.randn(2, 5, 64)
+    expected = model(states)
+    from embedding_app.int8_mode import replace_linears
+
+    replaced = replace_linears(model)
+    assert isinstance(replaced[0], QuantizedLinear)
+    with torch.inference_mode():
+        got = replaced(states)
+    assert got.shape == (2, 5, 8) and relative_error(got, expected) <= 0.05
+
+
+def test_availability_says_whether_the_fast_kernel_runs_at_full_precision(monkeypatch):
+    layer = Int8Linear(torch.randn(64, 64), None, torch.tensor([0]))
+    assert int8_available() == (layer.packed is not None and layer.levels == 255)
+    monkeypatch.setattr(int8_linear.Int8Linear, "_exact", SATURATING["int16 pairs"])
+    assert not int8_available()
+    monkeypatch.setattr(int8_linear.Int8Linear, "_exact", lambda self, packed, levels: False)
+    assert not int8_available()
+
+
+@pytest.fixture(scope="module")
+def minilm_model_and_tokenizer(minilm_dir):
+    from transformers import AutoModel, AutoTokenizer
+
+    return AutoModel.from_pretrained(minilm_dir).eval(), AutoTokenizer.from_pretrained(minilm_dir)
+
+
+def test_mark_outliers_marks_every_linear(minilm_model_and_tokenizer):
+    model = mark_outliers(*minilm_model_and_tokenizer)
+    assert all(hasattr(module, "int8_outliers") for module in model.modules() if type(module) is nn.Linear)
+
+
+def test_a_layer_allowed_to_overwrite_its_input_gives_the_same_numbers():
+    weight, bias, outliers, states = problem()
+    expected = Int8Linear(weight, bias, outliers)(states)
+    with torch.inference_mode():
+        assert torch.equal(Int8Linear(weight, bias, outliers, overwrite_input=True)(states.clone()), expected)
+
+
+def test_a_layer_not_allowed_to_overwrite_its_input_leaves_it_bit_exact():
+    weight, bias, outliers, states = problem(rows=2500)
+    before = states.clone()
+    with torch.inference_mode():
+        Int8Linear(weight, bias, outliers)(states)
+    assert torch.equal(states, before)
+
+
+def test_building_int8_without_a_tokenizer_says_why():
+    with pytest.raises(ValueError, match="tokenizer"):
+        build_int8(nn.Linear(4, 4), None)
