@@ -15,6 +15,14 @@ import requests
 ROOT = Path(__file__).resolve().parent.parent
 
 
+def server_environ() -> dict[str, str]:
+    """This process's environment without the server's own settings, which a test's in-process get_settings() may
+    have copied in from the checkout's .env: each server gets only the settings it is started with."""
+    from embedding_app.settings import known_keys
+
+    return {key: value for key, value in os.environ.items() if key not in known_keys()}
+
+
 def free_port() -> int:
     """A TCP port nobody listens on right now."""
     with socket.socket() as sock:
@@ -50,7 +58,7 @@ class GunicornServer:
         self.health_url = f"http://127.0.0.1:{self.health_port}"
         self.workers = workers
         self.log_path = log_path
-        self.env = {**os.environ, "EMBEDDING_SERVER_HOST": "127.0.0.1", "EMBEDDING_SERVER_PORT": str(self.port),
+        self.env = {**server_environ(), "EMBEDDING_SERVER_HOST": "127.0.0.1", "EMBEDDING_SERVER_PORT": str(self.port),
                     "EMBEDDING_SERVER_HEALTH_PORT": str(self.health_port),
                     "EMBEDDING_SERVER_WORKERS": str(workers), "HF_HUB_OFFLINE": "1", **env}
         self.process: subprocess.Popen | None = None

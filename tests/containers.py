@@ -9,7 +9,7 @@ import time
 
 import pytest
 
-from harness.server import ROOT, free_port
+from harness.server import ROOT, free_port, server_environ
 
 ENGINE_SCRIPT = ROOT.parent / "shared" / "tools" / "container-engine.sh"
 COMPOSE_FILES = [["-f", "docker-compose.yml"], ["-f", "docker-compose.yml", "-f", "docker-compose.local-model.yml"]]
@@ -27,7 +27,7 @@ def engine_env() -> dict[str, str]:
     result = subprocess.run(["bash", str(ENGINE_SCRIPT)], capture_output=True, text=True, timeout=420, cwd="/")
     if result.returncode != 0:
         pytest.fail(f"container engine setup failed (exit {result.returncode}):\n{result.stderr[-3000:]}")
-    env = dict(os.environ)
+    env = server_environ()  # compose reads the checkout's .env itself
     for line in result.stdout.splitlines():
         key, _, value = line.removeprefix("export ").partition("=")
         env[key] = value

@@ -11,13 +11,13 @@ import time
 
 import pytest
 
-from harness.server import ROOT, GunicornServer, free_port, wait_until
+from harness.server import ROOT, GunicornServer, free_port, server_environ, wait_until
 
 
 def run_gunicorn(port: int | None = None, **env):
     """Run gunicorn to its exit; the result also carries the master's pid."""
     started = time.monotonic()
-    env = {**os.environ, "EMBEDDING_SERVER_HOST": "127.0.0.1", "EMBEDDING_SERVER_PORT": str(port or free_port()),
+    env = {**server_environ(), "EMBEDDING_SERVER_HOST": "127.0.0.1", "EMBEDDING_SERVER_PORT": str(port or free_port()),
            "EMBEDDING_SERVER_HEALTH_PORT": str(free_port()), "HF_HUB_OFFLINE": "1", **env}
     with subprocess.Popen([sys.executable, "-m", "gunicorn", "wsgi:app"], cwd=ROOT, env=env, text=True,
                           stdout=subprocess.PIPE, stderr=subprocess.PIPE) as process:
