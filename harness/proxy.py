@@ -24,14 +24,16 @@ class LocalProxy:
         os.chmod(run_dir, 0o755)
         self.run_dir = run_dir
         self.log_path = log_path
-        self.env = {**os.environ, "PROXY_PORT": str(self.port), "PROXY_UPSTREAM": f"127.0.0.1:{server.port}",
+        # nginx lives in /usr/sbin, which a non-login PATH may lack.
+        path = os.pathsep.join([os.environ.get("PATH", ""), "/usr/sbin", "/sbin"])
+        self.env = {**os.environ, "PATH": path, "PROXY_PORT": str(self.port), "PROXY_UPSTREAM": f"127.0.0.1:{server.port}",
                     "PROXY_HEALTH_UPSTREAM": f"127.0.0.1:{server.health_port}", "PROXY_RUN_DIR": str(run_dir),
                     "EMBEDDING_SERVER_WORKERS": str(server.workers), **env}
         self.process: subprocess.Popen | None = None
 
     def start(self) -> LocalProxy:
         """Render the configuration, start nginx and wait until it answers."""
-        if shutil.which("nginx") is None:
+        if shutil.which("nginx", path=self.env["PATH"]) is None:
             raise RuntimeError("nginx is not installed (apt-get install nginx gettext-base)")
         self.log_file = open(self.log_path, "w")
         self.process = subprocess.Popen([str(ROOT / "deploy" / "nginx" / "start.sh")], env=self.env,

