@@ -7,6 +7,8 @@ two hosts. Needs nginx on PATH (apt-get install nginx gettext-base); skipped wit
 
 from __future__ import annotations
 
+import http.client
+
 import resource
 import shutil
 import socket
@@ -189,3 +191,18 @@ def test_thousands_of_stalled_connections_from_one_address_do_not_deny_others(pr
           f"failures {failures[:5]}")
     assert failures == [] and slowest < 2
     assert "worker_connections are not enough" not in proxy.log()
+
+
+def test_an_address_over_its_rate_gets_a_clear_429_while_another_address_is_served(server, output_dir):
+    # 1 request a second with a burst of 2: of 12 sent at once from one address most are refused at the proxy.
+    with LocalProxy(server, output_dir / "nginx-proxy-rate.log", PROXY_CLIENT_RATE="1") as limited:
+        answers = [requests.get(f"{limited.url}/v1/models", timeout=10) for _ in range(12)]
+        refused = [answer for answer in answers if answer.status_code == 429]
+        assert refused and any(answer.status_code == 200 for answer in answers)
+        for answer in refused:
+            assert answer.headers["Retry-After"] == "1"
+            assert answer.json()["error"]["code"] == "rate_limit_exceeded"  # OpenAI-shaped, not nginx's HTML page
+        other = http.client.HTTPConnection("127.0.0.1", limited.port, timeout=10, source_address=(ATTACKER, 0))
+        other.request("GET", "/v1/models")
+        assert other.getresponse().status == 200  # another address has its own budget
+        other.close()
