@@ -8,7 +8,6 @@ two hosts. Needs nginx on PATH (apt-get install nginx gettext-base); skipped wit
 from __future__ import annotations
 
 import http.client
-
 import resource
 import shutil
 import socket
