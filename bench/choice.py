@@ -19,8 +19,10 @@ TEXTS_PER_REQUEST = 32
 
 
 def _variants(source, modes: tuple[str, ...]) -> dict[str, object]:
-    """Every faithful mode with all-oneDNN and all-F.linear matrix multiplications (when it has the choice)."""
+    """Every faithful mode with all-oneDNN and all-F.linear matrix multiplications where it has that choice (int8
+    layers run their own kernel: one variant)."""
     from embedding_app.kernel_choice import use_kernels
+    from embedding_app.linear import Linear
     from embedding_app.loader import EngineBuilder, read_model
     from embedding_app.settings import Settings
 
@@ -30,9 +32,13 @@ def _variants(source, modes: tuple[str, ...]) -> dict[str, object]:
     for mode in modes:
         for kernel in ("onednn", "F.linear"):
             embedder = build(mode)  # every layer that oneDNN can pre-pack here is pre-packed: nothing chosen yet
-            if kernel == "onednn" and any(layer.packed is None for layer in embedder.linears()):
+            layers = [layer for layer in embedder.linears() if isinstance(layer, Linear)]
+            if not layers:
+                variants[mode] = embedder
+                break
+            if kernel == "onednn" and any(layer.packed is None for layer in layers):
                 continue  # oneDNN cannot pre-pack this mode on this CPU
-            use_kernels(embedder.linears(), {layer.shape: kernel for layer in embedder.linears()})
+            use_kernels(layers, {layer.shape: kernel for layer in layers})
             variants[f"{mode}, {kernel}"] = embedder
     return variants
 

@@ -24,6 +24,15 @@ def server(tiny_model_dir, output_dir):
         yield server
 
 
+@pytest.fixture(scope="module")
+def minilm_server(output_dir):
+    """all-MiniLM-L6-v2 on 1 fp32 thread per worker, 10 s timeout: ~a million tokens take it far longer on any CPU
+    (the tiny model may compute them within the timeout on a fast core)."""
+    with GunicornServer(output_dir / "gunicorn-admission-minilm.log", workers=2, MODEL_NAME="",
+                        EMBEDDING_SERVER_TIMEOUT="10", **SLOW) as server:
+        yield server
+
+
 def post(server, body: dict, headers: dict | None = None) -> tuple[requests.Response, float]:
     started = time.monotonic()
     response = requests.post(f"{server.url}/v1/embeddings", json=body, headers=headers, timeout=120)
@@ -51,21 +60,23 @@ def test_health_answers_at_once_while_every_worker_computes(server):
           f"{max(seconds for *_, seconds, _ in probes) * 1000:.0f} ms")
 
 
-def test_work_that_cannot_finish_in_time_is_refused_before_computing(server):
+def test_work_that_cannot_finish_in_time_is_refused_before_computing(minilm_server):
     # Before: computed for the whole timeout, then a 503 and the worker killed. Now a 400 naming the limit, which
     # the OpenAI SDK does not retry; the estimate comes from the speed the worker measured.
-    pids, refused = server.worker_pids(), server.log().count('"POST /v1/embeddings HTTP/1.1" 400')
-    client = openai.OpenAI(base_url=f"{server.url}/v1", api_key="unused", max_retries=2)
+    pids, refused = minilm_server.worker_pids(), minilm_server.log().count('"POST /v1/embeddings HTTP/1.1" 400')
+    client = openai.OpenAI(base_url=f"{minilm_server.url}/v1", api_key="unused", max_retries=2)
     started = time.monotonic()
     with pytest.raises(openai.BadRequestError) as error:
         client.embeddings.create(model="tiny", **slow_input(60_000, token_ids=True))
     assert time.monotonic() - started < 5  # refused after parsing, not stopped at the 10 s timeout
     assert error.value.body["code"] == "too_many_tokens"
-    assert "EMBEDDING_SERVER_TIMEOUT" in error.value.body["message"] and "tokens per request" in error.value.body["message"]
-    wait_until(lambda: server.log().count('"POST /v1/embeddings HTTP/1.1" 400') > refused, 10, "the access log line")
+    message = error.value.body["message"]
+    assert "EMBEDDING_SERVER_TIMEOUT" in message and "tokens per request" in message
+    wait_until(lambda: minilm_server.log().count('"POST /v1/embeddings HTTP/1.1" 400') > refused, 10,
+               "the access log line")
     time.sleep(1)
-    assert server.log().count('"POST /v1/embeddings HTTP/1.1" 400') == refused + 1  # not retried
-    assert server.worker_pids() == pids and "WORKER TIMEOUT" not in server.log()
+    assert minilm_server.log().count('"POST /v1/embeddings HTTP/1.1" 400') == refused + 1  # not retried
+    assert minilm_server.worker_pids() == pids and "WORKER TIMEOUT" not in minilm_server.log()
 
 
 def test_request_queued_past_its_deadline_is_not_computed(server):
