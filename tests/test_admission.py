@@ -13,14 +13,13 @@ import requests
 
 from harness.server import GunicornServer, wait_until
 
-from .test_faults import SLOW, slow_input
+from .test_faults import SLOW, slow_input, slow_server
 
 
 @pytest.fixture(scope="module")
 def server(tiny_model_dir, output_dir):
     """Real gunicorn: 2 workers, the tiny model computing in 64-token batches, 10 s timeout."""
-    with GunicornServer(output_dir / "gunicorn-admission.log", workers=2, MODEL_NAME=str(tiny_model_dir),
-                        EMBEDDING_SERVER_TIMEOUT="10", **SLOW) as server:
+    with slow_server(output_dir / "gunicorn-admission.log", str(tiny_model_dir), 10) as server:
         yield server
 
 
@@ -28,8 +27,7 @@ def server(tiny_model_dir, output_dir):
 def minilm_server(output_dir):
     """all-MiniLM-L6-v2 on 1 fp32 thread per worker, 10 s timeout: ~a million tokens take it far longer on any CPU
     (the tiny model may compute them within the timeout on a fast core)."""
-    with GunicornServer(output_dir / "gunicorn-admission-minilm.log", workers=2, MODEL_NAME="",
-                        EMBEDDING_SERVER_TIMEOUT="10", **SLOW) as server:
+    with slow_server(output_dir / "gunicorn-admission-minilm.log", "", 10) as server:
         yield server
 
 

@@ -22,6 +22,11 @@ LOAD_SECONDS = float(os.environ.get("LOAD_TEST_SECONDS", "60"))
 WORDS = "the quick brown fox jumps over a lazy dog while embeddings of many sentences are computed".split()
 
 
+def slow_server(log_path, model: str, timeout: int) -> GunicornServer:
+    """Real gunicorn, not started: 2 one-thread fp32 workers computing in 64-token batches, this timeout (s)."""
+    return GunicornServer(log_path, workers=2, MODEL_NAME=model, EMBEDDING_SERVER_TIMEOUT=str(timeout), **SLOW)
+
+
 def slow_input(count: int, token_ids: bool = False) -> dict:
     """A request that keeps a worker busy for seconds; token ids skip tokenization, one long call into Rust."""
     if token_ids:
@@ -76,8 +81,7 @@ class Load(ClientThreads):
 @pytest.fixture(scope="module")
 def server(tiny_model_dir, output_dir):
     """Real gunicorn: 2 workers, tiny model, 5 s timeout; shared by the kill, reload, timeout and load tests."""
-    with GunicornServer(output_dir / "gunicorn-faults.log", workers=2, MODEL_NAME=str(tiny_model_dir),
-                        EMBEDDING_SERVER_TIMEOUT="5", **SLOW) as server:
+    with slow_server(output_dir / "gunicorn-faults.log", str(tiny_model_dir), 5) as server:
         yield server
 
 
@@ -143,8 +147,7 @@ def test_load_at_four_times_workers_has_no_errors_and_flat_memory(server):
 
 
 def test_sigterm_finishes_in_flight_requests_and_refuses_new_ones(tiny_model_dir, output_dir):
-    server = GunicornServer(output_dir / "gunicorn-sigterm.log", workers=2, MODEL_NAME=str(tiny_model_dir),
-                            EMBEDDING_SERVER_TIMEOUT="60", **SLOW).start()
+    server = slow_server(output_dir / "gunicorn-sigterm.log", str(tiny_model_dir), 60).start()
     try:
         workers = server.worker_pids()
         busy = {pid: cpu_seconds(pid) for pid in workers}

@@ -21,9 +21,8 @@ import pytest
 import requests
 
 from harness.proxy import LocalProxy
-from harness.server import GunicornServer
 
-from .test_faults import SLOW, slow_input
+from .test_faults import slow_input, slow_server
 
 pytestmark = pytest.mark.skipif(shutil.which("nginx") is None or shutil.which("curl") is None,
                                 reason="nginx or curl is not installed")
@@ -34,8 +33,7 @@ STALLED = 4600
 @pytest.fixture(scope="module")
 def server(tiny_model_dir, output_dir):
     """Real gunicorn: 2 one-thread workers, the tiny model computing in 64-token batches, 20 s timeout."""
-    with GunicornServer(output_dir / "gunicorn-proxy-load.log", workers=2, MODEL_NAME=str(tiny_model_dir),
-                        EMBEDDING_SERVER_TIMEOUT="20", **SLOW) as server:
+    with slow_server(output_dir / "gunicorn-proxy-load.log", str(tiny_model_dir), 20) as server:
         yield server
 
 
