@@ -1,4 +1,4 @@
-"""gunicorn settings, taken from embedding_app.settings (.env and the environment)."""
+"""gunicorn settings, taken from embedding_app.config.settings (.env and the environment)."""
 
 import errno
 import glob
@@ -11,13 +11,19 @@ import sys
 import tempfile
 import time
 
-from embedding_app import status_board
-from embedding_app.allocator import with_huge_pages
-from embedding_app.model_source import ModelSourceError, resolve_models
-from embedding_app.settings import SettingsError, get_settings, settings_warnings
-from embedding_app.thread_budget import attach, available_cores, create_board, free_slot, oversubscription
+from embedding_app.config.settings import SettingsError, get_settings, settings_warnings
+from embedding_app.inference.model_source import ModelSourceError, resolve_models
+from embedding_app.runtime import status_board
+from embedding_app.runtime.thread_budget import (
+    attach,
+    available_cores,
+    create_board,
+    free_slot,
+    oversubscription,
+)
+from embedding_app.serving.allocator import with_huge_pages
 
-# Large tensors on transparent huge pages (embedding_app/allocator.py): 1.14-1.33x faster forwards. glibc takes the
+# Large tensors on transparent huge pages (embedding_app/serving/allocator.py): 1.14-1.33x faster forwards. glibc takes the
 # tunable only at start-up, so the master starts itself again with it, before anything else; workers inherit it.
 _restart_env = with_huge_pages(dict(os.environ))
 if _restart_env is not None:
@@ -36,7 +42,7 @@ bind = f"{settings.host}:{settings.port}"
 # THREADS_PER_WORKER torch threads (auto: the cores, shared by the busy workers; a fixed number:
 # workers x threads should not exceed the cores). The class is gunicorn's
 # sync worker whose own error answers (malformed requests, 414, 431) are OpenAI-shaped JSON, not HTML.
-worker_class = "embedding_app.worker.JsonErrorSyncWorker"
+worker_class = "embedding_app.serving.worker.JsonErrorSyncWorker"
 workers = settings.workers
 timeout = settings.timeout
 graceful_timeout = settings.timeout
@@ -57,7 +63,7 @@ loglevel = settings.log_level
 # One line per request: when, who, what, status, size, duration, which worker, which client library.
 access_log_format = '%(t)s %(h)s "%(r)s" %(s)s %(B)sB %(M)sms worker=%(p)s agent="%(a)s"'
 # Successful /health and /metrics requests (probes, scrapes) stay out of the access log unless LOG_LEVEL=debug.
-logger_class = "embedding_app.access_log.QuietProbesLogger"
+logger_class = "embedding_app.serving.access_log.QuietProbesLogger"
 
 
 # --- Server hooks, in the order gunicorn calls them. The master runs on_starting, on_reload, pre_fork,
@@ -138,7 +144,7 @@ def on_starting(server):
 
 def when_ready(server):
     """Answer /health, /livez and /readyz from a thread of this master, on EMBEDDING_SERVER_HEALTH_PORT."""
-    from embedding_app import health_server
+    from embedding_app.serving import health_server
 
     if not getattr(server, "health_responder", False):  # once per master, not again on reloads
         health_server.start(server, settings.host, settings.health_port)
@@ -149,7 +155,7 @@ def when_ready(server):
 
 def on_reload(server):
     """Replace the workers one at a time, each old one stopped only once its successor has loaded the model."""
-    from embedding_app.rolling import rolling_reload
+    from embedding_app.serving.rolling import rolling_reload
 
     rolling_reload(server)
 
@@ -170,10 +176,10 @@ def post_fork(server, worker):
     app_log.handlers = server.log.error_log.handlers
     app_log.setLevel(settings.log_level.upper())
     app_log.propagate = False
-    from embedding_app import metrics
-    from embedding_app.health_server import write_health
-    from embedding_app.runtime import load_worker_models
-    from embedding_app.system import health_body
+    from embedding_app.api.system import health_body
+    from embedding_app.runtime import metrics
+    from embedding_app.runtime.registry import load_worker_models
+    from embedding_app.serving.health_server import write_health
 
     metrics.use_multiprocess_dir(server.metrics_dir)
     status_board.attach(server.status_board, worker.slot, os.getpid(), worker.notify, worker.sockets)
@@ -214,7 +220,7 @@ def worker_abort(worker):
     """On a timeout, answer the request in hand with an OpenAI-shaped 503 instead of gunicorn's empty 500."""
     from flask import has_request_context, request
 
-    from embedding_app.errors import ApiError
+    from embedding_app.api.errors import ApiError
 
     # gunicorn calls this from its SIGABRT handler, then exits the worker; raising here unwinds the
     # request instead, Flask renders the error, and the worker exits after sending it (alive is False).
@@ -245,7 +251,7 @@ def worker_exit(server, worker):
 
 def child_exit(server, worker):
     """Say why a worker stopped when it was the timeout; fold its metrics files; free its thread-budget slot."""
-    from embedding_app.metrics_files import fold_dead_worker
+    from embedding_app.serving.metrics_files import fold_dead_worker
 
     # gunicorn logs a worker it had to SIGKILL as "Perhaps out of memory?"; say when the timeout stopped it.
     if worker.aborted:  # the master sent SIGABRT: the worker's heartbeat was older than the timeout

@@ -33,7 +33,7 @@ QUICK = {"requests": 24, "concurrency": (1, 4), "sweep": (DEFAULT_CONFIG,), "rou
 
 def mode_section(rounds: int) -> str:
     """In-process speed and fidelity of every mode."""
-    from embedding_app.quantize import FAITHFUL_MODES
+    from embedding_app.inference.quantize import FAITHFUL_MODES
 
     results = in_fresh_process(measure_modes, ALL_MODES, 2, rounds)
     rows = [[r.mode, "yes" if r.mode in FAITHFUL_MODES else "**no**", f"{r.long_speedup:.2f}×",
@@ -54,7 +54,7 @@ def roofline_section(plan: dict, emit) -> dict[str, float]:
          "\n\nGEMM: `F.linear` 4096×384 by 1536×384 (the FFN's shape) on the same thread, in the same process; "
          "the roofline is its rate ÷ FLOP/token. FLOP/token counts the model's Linear layers only (Q, K, V, output, "
          "FFN in and out), so attention and the memory-bound ops are the gap to 100 %. The server runs its Linear "
-         "layers through oneDNN with weights pre-packed at load (`embedding_app/linear.py`), which is faster than "
+         "layers through oneDNN with weights pre-packed at load (`embedding_app/inference/prepacked_linear.py`), which is faster than "
          "`F.linear` on this GEMM too: the last columns measure the roofline with that GEMM instead. Rates are per "
          "CPU-second of the one thread (process CPU time), so other processes on a shared machine hardly move them.")
     return {r.mode: r.tokens_per_s for r in results}
@@ -132,7 +132,7 @@ def main() -> None:
     RESULTS.mkdir(parents=True, exist_ok=True)
     from transformers import AutoTokenizer
 
-    from embedding_app.model_source import default_model_dir
+    from embedding_app.inference.model_source import default_model_dir
 
     texts, tokenizer = load_texts(), AutoTokenizer.from_pretrained(default_model_dir())
     short, long = split_by_length(texts, tokenizer)

@@ -9,9 +9,9 @@ from harness.server import rss_mb
 
 
 def _worker(share, quantize, threads, commands, results) -> None:
-    from embedding_app.model_source import resolve_model
-    from embedding_app.runtime import load_worker_model
-    from embedding_app.settings import Settings
+    from embedding_app.config.settings import Settings
+    from embedding_app.inference.model_source import resolve_model
+    from embedding_app.runtime.registry import load_worker_model
 
     settings = Settings(quantize=quantize, threads_per_worker=threads)
     embedder = load_worker_model(settings, resolve_model("", None))  # the code path a gunicorn worker takes
@@ -36,7 +36,7 @@ class CeilingProcesses:
                                           args=(workload[i::workers], quantize, threads, self.commands[i],
                                                 self.results)) for i in range(workers)]
 
-    def __enter__(self) -> "CeilingProcesses":
+    def __enter__(self) -> CeilingProcesses:
         for process in self.processes:
             process.start()
         self.rss_mb = max(self._collect("ready"))

@@ -21,10 +21,10 @@ TEXTS_PER_REQUEST = 32
 def _variants(source, modes: tuple[str, ...]) -> dict[str, object]:
     """Every faithful mode with all-oneDNN and all-F.linear matrix multiplications where it has that choice (int8
     layers run their own kernel: one variant)."""
-    from embedding_app.kernel_choice import use_kernels
-    from embedding_app.linear import Linear
-    from embedding_app.loader import EngineBuilder, read_model
-    from embedding_app.settings import Settings
+    from embedding_app.config.settings import Settings
+    from embedding_app.inference.kernel_choice import use_kernels
+    from embedding_app.inference.loader import EngineBuilder, read_model
+    from embedding_app.inference.prepacked_linear import Linear
 
     settings = Settings()
     build = EngineBuilder(source, settings, *read_model(source, settings), copies=True)
@@ -47,10 +47,10 @@ def run(threads: int, rounds: int, requests: int) -> str:
     """Markdown: the chosen mode and kernels, then every variant's real tokens/s against the fastest."""
     import torch
 
-    from embedding_app.loader import load_engine
-    from embedding_app.model_source import resolve_model
-    from embedding_app.modes import FAITHFUL_MODES
-    from embedding_app.settings import Settings
+    from embedding_app.config.choices import FAITHFUL_MODES
+    from embedding_app.config.settings import Settings
+    from embedding_app.inference.loader import load_engine
+    from embedding_app.inference.model_source import resolve_model
     from harness.workload import load_texts
 
     torch.set_num_threads(threads)

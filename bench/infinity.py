@@ -61,7 +61,7 @@ def run(command: str, requests_count: int, concurrency: int, rounds: int) -> str
     """Markdown: texts/s of both servers on mixed batches and on one text per request, and the ratios."""
     from transformers import AutoTokenizer
 
-    from embedding_app.model_source import default_model_dir
+    from embedding_app.inference.model_source import default_model_dir
 
     model_dir = str(default_model_dir())
     short, long = split_by_length(load_texts(), AutoTokenizer.from_pretrained(model_dir))

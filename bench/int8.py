@@ -4,7 +4,7 @@ Two tables: GOP/s of every int8 / fp32 / bf16 kernel on the model's GEMM shapes,
 engines on 12 requests x 32 mixed real texts (tests/data/texts.json), timed alternately, best of `rounds`, with
 their fidelity to fp32. Rates are per CPU-second of the one thread (process CPU time), so other processes on a
 shared machine hardly move them. Like a server worker, it first fixes glibc's mmap threshold at 1 MiB
-(embedding_app/allocator.py), so every large tensor torch allocates is fresh pages; --default-malloc leaves glibc's
+(embedding_app/serving/allocator.py), so every large tensor torch allocates is fresh pages; --default-malloc leaves glibc's
 defaults (ONNX Runtime has its own arena either way). ONEDNN_MAX_CPU_ISA=AVX2 in the environment emulates an AVX2-only CPU for
 oneDNN's kernels (not MKL's, fbgemm's or ONNX Runtime's).
 """
@@ -40,8 +40,8 @@ def _kernels(m: int, k: int, n: int) -> dict:
     import torch
     from torch.nn import functional as F
 
-    from embedding_app.int8_linear import Int8Linear
-    from embedding_app.linear import Linear
+    from embedding_app.inference.int8_linear import Int8Linear
+    from embedding_app.inference.prepacked_linear import Linear
 
     x, w, b = torch.randn(m, k), torch.randn(n, k) / k ** 0.5, torch.randn(n)
     xb, wb, bb = x.bfloat16(), w.bfloat16(), b.bfloat16()
@@ -105,9 +105,9 @@ def gemm_table() -> str:
 
 def _engines(model_dir: str) -> dict:
     """Every engine by name (--only=a,b: those whose name holds a or b, and fp32): the server's modes and ORT's."""
-    from embedding_app.loader import load_engine
-    from embedding_app.model_source import resolve_model
-    from embedding_app.settings import Settings
+    from embedding_app.config.settings import Settings
+    from embedding_app.inference.loader import load_engine
+    from embedding_app.inference.model_source import resolve_model
 
     from .onnx_engine import OrtEmbedder, export
 
@@ -157,7 +157,7 @@ def end_to_end(rounds: int = 3) -> str:
 
 def main() -> None:
     """Print both tables (--gemm-only: the kernel table alone; --e2e-only: the engines alone)."""
-    from embedding_app.allocator import limit_worker_caches
+    from embedding_app.serving.allocator import limit_worker_caches
 
     if "--default-malloc" not in sys.argv:  # as a server worker does: tensors >= 1 MiB pay their page faults
         limit_worker_caches()

@@ -6,8 +6,8 @@ import time
 
 from transformers import AutoTokenizer
 
-from embedding_app import tokens
-from embedding_app.model_source import default_model_dir
+from embedding_app.inference import tokens
+from embedding_app.inference.model_source import default_model_dir
 
 ROOM = 254  # all-MiniLM-L6-v2: 256 tokens with [CLS] and [SEP]
 TEXTS = {"8.3 MB of words": "word " * 1_660_000, "4 MB of CJK": "中文" * 2_000_000}

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import requests
 
-from embedding_app.model_source import default_model_dir
+from embedding_app.inference.model_source import default_model_dir
 from harness.server import GunicornServer, rss_mb
 
 

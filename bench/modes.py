@@ -34,9 +34,9 @@ def measure_modes(modes: tuple[str, ...], threads: int, rounds: int) -> list[Mod
     """Load each mode, then time all modes round-robin (the best of `rounds`) so noise hits them alike."""
     import torch
 
-    from embedding_app.loader import load_engine
-    from embedding_app.model_source import resolve_model
-    from embedding_app.settings import Settings
+    from embedding_app.config.settings import Settings
+    from embedding_app.inference.loader import load_engine
+    from embedding_app.inference.model_source import resolve_model
     from harness.workload import load_texts
 
     torch.set_num_threads(threads)

@@ -24,11 +24,11 @@ def measure_overhead(texts: list[str], quantize: str, threads: int, sizes: tuple
     """Median milliseconds per stage for requests of each size (texts cycled), through the server's own functions."""
     import torch
 
-    from embedding_app.encoding import render_embeddings
-    from embedding_app.model_source import resolve_model
-    from embedding_app.parsing import parse_request
-    from embedding_app.runtime import load_worker_model
-    from embedding_app.settings import Settings
+    from embedding_app.api.encoding import render_embeddings
+    from embedding_app.api.parsing import parse_request
+    from embedding_app.config.settings import Settings
+    from embedding_app.inference.model_source import resolve_model
+    from embedding_app.runtime.registry import load_worker_model
 
     embedder = load_worker_model(Settings(quantize=quantize, threads_per_worker=threads), resolve_model("", None))
     results = {}

@@ -42,7 +42,7 @@ def machine() -> str:
     """CPU model and family, cores, instruction sets, torch's kernel level and software versions."""
     import torch
 
-    from embedding_app.quantize import cpu_flags
+    from embedding_app.inference.quantize import cpu_flags
 
     lscpu = subprocess.run(["lscpu"], capture_output=True, text=True, check=False).stdout
     fields = dict(re.findall(r"^([^:\n]+):\s*(.+)$", lscpu, re.MULTILINE))

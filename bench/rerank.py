@@ -33,7 +33,7 @@ def _build_reranker(directory: Path) -> Path:
     from transformers import AutoTokenizer, BertForSequenceClassification
     from transformers.utils import logging
 
-    from embedding_app.model_source import default_model_dir
+    from embedding_app.inference.model_source import default_model_dir
 
     logging.set_verbosity_error()  # the random head is intended: no load report about its missing weights
     torch.manual_seed(0)
@@ -77,9 +77,9 @@ def measure_rerank(threads: int, rounds: int, queries: int, documents: int) -> t
     import torch
     from sentence_transformers import CrossEncoder
 
-    from embedding_app.loader import load_engine
-    from embedding_app.model_source import resolve_model
-    from embedding_app.settings import Settings
+    from embedding_app.config.settings import Settings
+    from embedding_app.inference.loader import load_engine
+    from embedding_app.inference.model_source import resolve_model
 
     torch.set_num_threads(threads)
     requests = _workload(queries, documents)
@@ -109,10 +109,10 @@ def measure_rerank(threads: int, rounds: int, queries: int, documents: int) -> t
 
 def measure_compact() -> list[list]:
     """Top-10 overlap with float retrieval for each compact type, all-MiniLM-L6-v2 on the project's texts."""
-    from embedding_app.compact import to_int8, to_ubinary
-    from embedding_app.loader import load_engine
-    from embedding_app.model_source import resolve_model
-    from embedding_app.settings import Settings
+    from embedding_app.api.compact import to_int8, to_ubinary
+    from embedding_app.config.settings import Settings
+    from embedding_app.inference.loader import load_engine
+    from embedding_app.inference.model_source import resolve_model
 
     embedder = load_engine(resolve_model("", None), Settings(), "fp32")
 

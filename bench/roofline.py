@@ -26,7 +26,7 @@ def gemm_gflops(dtype, repeats: int = 10) -> tuple[float, float]:
     """GFLOP/s of 4096x384 by 1536x384 (the FFN's shape): F.linear, and the server's pre-packed oneDNN Linear."""
     import torch
 
-    from embedding_app.linear import Linear
+    from embedding_app.inference.prepacked_linear import Linear
 
     x, w, b = torch.randn(4096, 384, dtype=dtype), torch.randn(1536, 384, dtype=dtype), torch.randn(1536, dtype=dtype)
     prepacked = Linear(w, b)
@@ -59,8 +59,8 @@ class Roofline:
 
 def _variants(embedder, requests) -> dict:
     """Per variant, its requests and a function timing them through Embedder.embed, packed or with a padding rule."""
-    from embedding_app import batching
-    from embedding_app import embedder as embedder_module
+    from embedding_app.inference import batching
+    from embedding_app.inference import embedder as embedder_module
 
     packed = embedder.packed
     old_rule = partial(batching.padded_batches, slack=float("inf"), floor=0)  # the rule before: fill 8192 tokens
@@ -85,9 +85,9 @@ def measure_roofline(mode: str, requests: int, rounds: int) -> Roofline:
     """On one thread: the GEMM and each variant alternately, best of `rounds`, on `requests` x 32 random texts."""
     import torch
 
-    from embedding_app.loader import load_engine
-    from embedding_app.model_source import resolve_model
-    from embedding_app.settings import Settings
+    from embedding_app.config.settings import Settings
+    from embedding_app.inference.loader import load_engine
+    from embedding_app.inference.model_source import resolve_model
     from harness.workload import load_texts
 
     torch.set_num_threads(1)

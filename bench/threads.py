@@ -62,7 +62,7 @@ def main() -> None:
     clients = tuple(int(c) for c in options.clients.split(","))
     from transformers import AutoTokenizer
 
-    from embedding_app.model_source import default_model_dir
+    from embedding_app.inference.model_source import default_model_dir
 
     short, long = split_by_length(load_texts(), AutoTokenizer.from_pretrained(default_model_dir()))
     workload = make_requests(short, long, options.requests)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from flask import Flask
 
-from .settings import Settings, get_settings
+from embedding_app.config.settings import Settings, get_settings
 
 
 def create_app(settings: Settings | None = None) -> Flask:
@@ -12,9 +12,9 @@ def create_app(settings: Settings | None = None) -> Flask:
     # Imported here, not at the top: gunicorn.conf.py imports this package (settings) in the master, and
     # the blueprints import prometheus_client, which picks multiprocess mode on first import; that must
     # happen in the worker, after on_starting has set PROMETHEUS_MULTIPROC_DIR.
-    from . import docs, rag_routes, routes, system
-    from .auth import require_api_key
-    from .errors import register_error_handlers
+    from embedding_app.api import docs, rag_routes, routes, system
+    from embedding_app.api.auth import require_api_key
+    from embedding_app.api.errors import register_error_handlers
 
     settings = settings or get_settings()
     app = Flask(__name__)
@@ -32,7 +32,7 @@ def create_app(settings: Settings | None = None) -> Flask:
     if settings.api_keys:
         require_api_key(app, settings.api_keys)
     if settings.cors_allow_origins:
-        from .cors import enable_cors
+        from embedding_app.api.cors import enable_cors
 
         enable_cors(app, settings.cors_allow_origins, expose_headers=[routes.TRUNCATED_HEADER])
     return app

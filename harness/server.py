@@ -18,7 +18,7 @@ ROOT = Path(__file__).resolve().parent.parent
 def server_environ() -> dict[str, str]:
     """This process's environment without the server's own settings, which a test's in-process get_settings() may
     have copied in from the checkout's .env: each server gets only the settings it is started with."""
-    from embedding_app.settings import known_keys
+    from embedding_app.config.settings import known_keys
 
     return {key: value for key, value in os.environ.items() if key not in known_keys()}
 
@@ -63,7 +63,7 @@ class GunicornServer:
                     "EMBEDDING_SERVER_WORKERS": str(workers), "HF_HUB_OFFLINE": "1", **env}
         self.process: subprocess.Popen | None = None
 
-    def start(self, timeout: float = 120, wait: bool = True) -> "GunicornServer":
+    def start(self, timeout: float = 120, wait: bool = True) -> GunicornServer:
         """Launch gunicorn and (unless wait is False) wait until every worker has loaded its models."""
         self.log_file = open(self.log_path, "w")
         self.process = subprocess.Popen([sys.executable, "-m", "gunicorn", "wsgi:app"], cwd=self.root, env=self.env,
@@ -101,7 +101,7 @@ class GunicornServer:
         self.log_file.close()
         return self.process.returncode
 
-    def __enter__(self) -> "GunicornServer":
+    def __enter__(self) -> GunicornServer:
         return self.start()
 
     def __exit__(self, *exc) -> None:

@@ -8,9 +8,10 @@ from pathlib import Path
 
 import pytest
 
-from embedding_app import create_app, runtime
-from embedding_app.model_source import default_model_dir
-from embedding_app.settings import Settings
+from embedding_app import create_app
+from embedding_app.config.settings import Settings
+from embedding_app.inference.model_source import default_model_dir
+from embedding_app.runtime import registry as runtime
 from harness.server import GunicornServer
 
 DATA = Path(__file__).parent / "data"
@@ -86,8 +87,8 @@ def tiny_reranker_dir(tmp_path_factory, minilm_dir) -> Path:
 @pytest.fixture(scope="session")
 def tiny_reranker(tiny_reranker_dir):
     """runtime.ServedModel: the tiny cross-encoder, fp32, loaded once."""
-    from embedding_app.loader import load_engine
-    from embedding_app.model_source import resolve_model
+    from embedding_app.inference.loader import load_engine
+    from embedding_app.inference.model_source import resolve_model
 
     source = resolve_model(str(tiny_reranker_dir), None)
     return runtime.ServedModel(source, load_engine(source, Settings(), "fp32"))
@@ -134,7 +135,7 @@ def hub_cache(tmp_path_factory, tiny_model_dir) -> Path:
 @pytest.fixture(scope="session")
 def tiny_source(tiny_model_dir):
     """The tiny model resolved as the server resolves MODEL_NAME (served as its directory's name)."""
-    from embedding_app.model_source import resolve_model
+    from embedding_app.inference.model_source import resolve_model
 
     return resolve_model(str(tiny_model_dir), None)
 
@@ -142,7 +143,7 @@ def tiny_source(tiny_model_dir):
 @pytest.fixture(scope="session")
 def tiny_embedder(tiny_source):
     """An Embedder on the tiny model, fp32, loaded once."""
-    from embedding_app.loader import load_engine
+    from embedding_app.inference.loader import load_engine
 
     return load_engine(tiny_source, Settings(), "fp32")
 
@@ -150,8 +151,8 @@ def tiny_embedder(tiny_source):
 @pytest.fixture(scope="session")
 def two_models(tiny_source, tiny_embedder, tiny_prompted_dir):
     """runtime.ServedModels: the tiny model, then its prompted copy served as tiny-prompted (both fp32)."""
-    from embedding_app.loader import load_engine
-    from embedding_app.model_source import ModelSpec, resolve_model
+    from embedding_app.inference.loader import load_engine
+    from embedding_app.inference.model_source import ModelSpec, resolve_model
 
     prompted = resolve_model(ModelSpec("tiny-prompted", str(tiny_prompted_dir), aliases=("small-alias",)), None)
     return [runtime.ServedModel(tiny_source, tiny_embedder),

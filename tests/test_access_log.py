@@ -8,7 +8,7 @@ from types import SimpleNamespace
 import pytest
 from gunicorn.config import Config
 
-from embedding_app.access_log import QuietProbesLogger
+from embedding_app.serving.access_log import QuietProbesLogger
 
 
 def client_logged(peer: str, real_ip: str | None, allowed: str) -> str:

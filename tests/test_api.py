@@ -173,7 +173,7 @@ def test_body_over_the_limit_gets_413_naming_the_limit(make_client):
 
 
 def test_default_body_limit_fits_2048_inputs_of_1000_characters(client):
-    from embedding_app.settings import Settings
+    from embedding_app.config.settings import Settings
 
     body = json.dumps({"input": ["word " * 200] * 2048}).encode()
     assert len(body) < Settings().max_request_bytes
@@ -225,7 +225,7 @@ def test_integral_floats_are_integers_as_in_json_schema(client):
 
 def test_the_request_path_never_imports_torch():
     # torch may only be imported inside a worker (post_fork): the app, blueprints and service must not pull it in.
-    code = ("import sys, embedding_app, embedding_app.routes, embedding_app.system, embedding_app.docs;"
+    code = ("import sys, embedding_app, embedding_app.api.routes, embedding_app.api.system, embedding_app.api.docs;"
             "from embedding_app import create_app; assert 'torch' not in sys.modules, 'torch imported'")
     subprocess.run([sys.executable, "-c", code], check=True, cwd=ROOT)
 

@@ -117,7 +117,7 @@ def test_the_benchmark_names_the_cpus_instruction_sets(flags, expected):
 
 def test_the_choice_benchmark_sets_the_pick_beside_every_variant():
     from bench.choice import run
-    from embedding_app.modes import FAITHFUL_MODES
+    from embedding_app.config.choices import FAITHFUL_MODES
 
     report = run(threads=1, rounds=1, requests=1)
     assert "| chosen (QUANTIZE=true) |" in report and "chosen: " in report

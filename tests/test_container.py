@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from embedding_app.prepare import prepare
+from embedding_app.inference.prepare import prepare
 from harness.server import ROOT
 
 from .containers import COMPOSE_FILES, STACK_TIMEOUT, compose, stack  # noqa: F401 (fixtures)
@@ -77,14 +77,14 @@ def test_shell_variables_override_env_file(compose):
 
 
 def test_every_server_setting_can_come_from_the_shell(compose):
-    read = set(re.findall(r'\benv(?:\.get\(|, )"([A-Z][A-Z0-9_]+)"', (ROOT / "embedding_app" / "settings.py").read_text()))
+    read = set(re.findall(r'\benv(?:\.get\(|, )"([A-Z][A-Z0-9_]+)"', (ROOT / "embedding_app" / "config" / "settings.py").read_text()))
     passed = set(compose_config(compose, **{key: "x" for key in read})["embedding"]["environment"])
     assert read - {"EMBEDDING_SERVER_HOST", "EMBEDDING_SERVER_PORT", "EMBEDDING_SERVER_HEALTH_PORT"} <= passed, \
         "add them to x-settings"
 
 
 def test_compose_cuts_an_unquoted_dollar_so_the_server_refuses_it(compose, tmp_path):
-    from embedding_app.settings import SettingsError, load_settings
+    from embedding_app.config.settings import SettingsError, load_settings
 
     shutil.copy(ROOT / "docker-compose.yml", tmp_path)
     env_file = tmp_path / ".env"

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from pydantic import BaseModel
 
-from embedding_app.schemas import (
+from embedding_app.api.schemas import (
     EmbeddingResponse,
     ErrorResponse,
     Health,
@@ -64,7 +64,7 @@ def assert_matches_omitting_none(model: type[BaseModel], body) -> None:
 
 
 def test_rag_bodies_match_their_models(rag_client):
-    from embedding_app.rag_schemas import (
+    from embedding_app.api.rag_schemas import (
         CohereEmbedResponse,
         Detokenized,
         RerankResponse,

@@ -3,10 +3,10 @@
 import numpy as np
 import pytest
 
-from embedding_app.embedder import InputError
-from embedding_app.loader import load_engine
-from embedding_app.model_source import resolve_model
-from embedding_app.settings import Settings
+from embedding_app.config.settings import Settings
+from embedding_app.inference.embedder import InputError
+from embedding_app.inference.loader import load_engine
+from embedding_app.inference.model_source import resolve_model
 
 from .conftest import TINY_MAX_TOKENS
 
@@ -59,7 +59,7 @@ def test_vectors_are_unit_length(tiny_embedder):
 
 
 def test_token_budget_splits_batches_without_changing_results(tiny_embedder, monkeypatch):
-    from embedding_app import metrics
+    from embedding_app.runtime import metrics
 
     sequences = tiny_embedder.finish(tiny_embedder.tokenize([f"text number {i} " * (i % 5 + 1) for i in range(40)]), True)
     reference = tiny_embedder.embed(sequences)
@@ -71,9 +71,9 @@ def test_token_budget_splits_batches_without_changing_results(tiny_embedder, mon
 
 
 def test_pool_type_setting_overrides_the_model_config(tiny_model_dir, tiny_embedder):
-    from embedding_app.loader import load_engine
-    from embedding_app.model_source import resolve_model
-    from embedding_app.settings import Settings
+    from embedding_app.config.settings import Settings
+    from embedding_app.inference.loader import load_engine
+    from embedding_app.inference.model_source import resolve_model
 
     assert tiny_embedder.info.pooling == "mean"  # from the copied 1_Pooling/config.json
     bos = load_engine(resolve_model(str(tiny_model_dir), None), Settings(pool_type="bos"), "fp32")
@@ -84,9 +84,9 @@ def test_pool_type_setting_overrides_the_model_config(tiny_model_dir, tiny_embed
 
 @pytest.mark.parametrize("cap, expected", [(8, 8), (1000, TINY_MAX_TOKENS)])
 def test_max_tokens_per_input_lowers_but_never_raises_the_model_limit(tiny_model_dir, cap, expected):
-    from embedding_app.loader import load_engine
-    from embedding_app.model_source import resolve_model
-    from embedding_app.settings import Settings
+    from embedding_app.config.settings import Settings
+    from embedding_app.inference.loader import load_engine
+    from embedding_app.inference.model_source import resolve_model
 
     embedder = load_engine(resolve_model(str(tiny_model_dir), None), Settings(max_tokens_per_input=cap), "fp32")
     assert embedder.info.max_tokens == expected

@@ -5,7 +5,7 @@ import json
 
 import numpy as np
 
-from embedding_app.encoding import encode_base64, render_embeddings, shorten
+from embedding_app.api.encoding import encode_base64, render_embeddings, shorten
 
 VECTORS = np.array([[0.6, 0.8, 0.0], [1.0, 0.0, 0.0]], dtype=np.float32)
 

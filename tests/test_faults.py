@@ -19,7 +19,7 @@ from harness.server import GunicornServer, rss_mb, wait_until
 SLOW = {"BATCH_TOKENS": "64", "MAX_INPUTS": "100000", "MAX_TOKENS_PER_REQUEST": "100000000", "QUANTIZE": "false",
         "SERVED_MODEL_NAME": "tiny", "EMBEDDING_SERVER_THREADS_PER_WORKER": "1"}
 LOAD_SECONDS = float(os.environ.get("LOAD_TEST_SECONDS", "60"))
-WORDS = "the quick brown fox jumps over a lazy dog while embeddings of many sentences are computed".split()
+WORDS = ["the", "quick", "brown", "fox", "jumps", "over", "a", "lazy", "dog", "while", "embeddings", "of", "many", "sentences", "are", "computed"]
 
 
 def slow_server(log_path, model: str, timeout: int) -> GunicornServer:

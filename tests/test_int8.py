@@ -5,15 +5,15 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from embedding_app import int8_linear
-from embedding_app.int8_linear import PRECISIONS, Int8Linear, quantize_rows
-from embedding_app.int8_mode import (
+from embedding_app.inference import int8_linear
+from embedding_app.inference.int8_linear import PRECISIONS, Int8Linear, quantize_rows
+from embedding_app.inference.int8_mode import (
     OUTLIER_COLUMNS,
     QuantizedLinear,
     calibrate,
     mark_outliers,
 )
-from embedding_app.quantize import build_int8, int8_available
+from embedding_app.inference.quantize import build_int8, int8_available
 
 ROWS = (1, 7, 300, 2500)
 
@@ -149,7 +149,7 @@ def test_calibration_picks_the_same_columns_for_query_key_and_value(minilm_model
 
 
 def test_the_packed_path_runs_every_matrix_multiplication_in_int8(minilm_model_and_tokenizer):
-    from embedding_app.packed import PackedBert
+    from embedding_app.inference.packed_bert import PackedBert
 
     packed = PackedBert(build_int8(*minilm_model_and_tokenizer))
     parts = [part for layer in packed.layers for part in layer.linears()]
@@ -166,7 +166,7 @@ def test_models_off_the_packed_path_get_int8_modules():
             module.int8_outliers = torch.tensor([0, 1])
     states = torch.randn(2, 5, 64)
     expected = model(states)
-    from embedding_app.int8_mode import replace_linears
+    from embedding_app.inference.int8_mode import replace_linears
 
     replaced = replace_linears(model)
     assert isinstance(replaced[0], QuantizedLinear)

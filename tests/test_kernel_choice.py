@@ -12,13 +12,13 @@ import requests
 import torch
 from torch import nn
 
-from embedding_app import kernel_choice, loader
-from embedding_app.choice_cache import ChoiceCache, cache_key
-from embedding_app.kernel_choice import Choice, choose_kernels, pick
-from embedding_app.linear import linear
-from embedding_app.modes import FAITHFUL_MODES
-from embedding_app.quantize import candidates
-from embedding_app.settings import Settings
+from embedding_app.config.choices import FAITHFUL_MODES
+from embedding_app.config.settings import Settings
+from embedding_app.inference import kernel_choice, loader
+from embedding_app.inference.choice_cache import ChoiceCache, cache_key
+from embedding_app.inference.kernel_choice import Choice, choose_kernels, pick
+from embedding_app.inference.prepacked_linear import linear
+from embedding_app.inference.quantize import candidates
 from harness.server import GunicornServer
 
 from .test_metrics import scrape

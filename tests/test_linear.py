@@ -4,8 +4,8 @@ import pytest
 import torch
 from torch import nn
 
-from embedding_app import linear as linear_module
-from embedding_app.linear import linear
+from embedding_app.inference import prepacked_linear as linear_module
+from embedding_app.inference.prepacked_linear import linear
 
 needs_onednn = pytest.mark.skipif(not torch.backends.mkldnn.is_available(), reason="torch built without oneDNN")
 

@@ -7,7 +7,7 @@ import shutil
 import numpy as np
 import pytest
 
-from embedding_app.model_source import (
+from embedding_app.inference.model_source import (
     DEFAULT_HUB_ID,
     DEFAULT_MODEL_ID,
     ModelSourceError,

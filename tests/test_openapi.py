@@ -5,8 +5,8 @@ import re
 
 import pytest
 
-from embedding_app.parsing import parse_request
-from embedding_app.schemas import EmbeddingRequest
+from embedding_app.api.parsing import parse_request
+from embedding_app.api.schemas import EmbeddingRequest
 
 ERROR_REF = {"$ref": "#/components/schemas/ErrorResponse"}
 
@@ -23,7 +23,7 @@ def statuses(document) -> dict:
 
 
 def test_every_route_is_documented_with_its_statuses(make_client, tiny_source, tiny_embedder, tiny_reranker):
-    from embedding_app.runtime import ServedModel
+    from embedding_app.runtime.registry import ServedModel
 
     models = [ServedModel(tiny_source, tiny_embedder), tiny_reranker]
     document = make_client(models=models, api_keys=("secret",)).get("/openapi.json").get_json()

@@ -4,12 +4,12 @@ import numpy as np
 import pytest
 import torch
 
-from embedding_app.batching import padded_batches
-from embedding_app.embedder import Embedder
-from embedding_app.loader import load_engine
-from embedding_app.model_source import resolve_model
-from embedding_app.packed import pack
-from embedding_app.settings import POOL_TYPES, Settings
+from embedding_app.config.settings import POOL_TYPES, Settings
+from embedding_app.inference.batching import padded_batches
+from embedding_app.inference.embedder import Embedder
+from embedding_app.inference.loader import load_engine
+from embedding_app.inference.model_source import resolve_model
+from embedding_app.inference.packed_bert import pack
 
 TEXTS = ["a", "a short sentence", "two words", "x " * 40, "a much longer text " * 12, "mid length text here", "b"]
 
@@ -85,7 +85,7 @@ def roberta_dir(tmp_path_factory, minilm_dir):
 
 
 def test_unsupported_architecture_uses_padded_batches_with_the_same_results(roberta_dir, monkeypatch):
-    from embedding_app import metrics
+    from embedding_app.runtime import metrics
 
     embedder = load_engine(resolve_model(str(roberta_dir), None), Settings(), "fp32")
     assert embedder.packed is None and "roberta" in embedder.fallback

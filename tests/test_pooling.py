@@ -2,7 +2,7 @@
 
 import torch
 
-from embedding_app.pooling import pool_bos, pool_eos, pool_max, pool_mean
+from embedding_app.inference.pooling import pool_bos, pool_eos, pool_max, pool_mean
 
 STATES = torch.tensor([[[1.0, 2.0], [3.0, -4.0], [100.0, 100.0]],
                        [[5.0, 6.0], [7.0, 8.0], [9.0, -10.0]]])

@@ -1,4 +1,4 @@
-"""python -m embedding_app.prepare: a model directory that workers load from disk, made offline from local ones."""
+"""python -m embedding_app.inference.prepare: a model directory that workers load from disk, made offline from local ones."""
 
 from __future__ import annotations
 
@@ -8,10 +8,10 @@ import sys
 import numpy as np
 import pytest
 
-from embedding_app.loader import load_engine
-from embedding_app.model_source import ModelSourceError, resolve_model
-from embedding_app.prepare import prepare
-from embedding_app.settings import Settings
+from embedding_app.config.settings import Settings
+from embedding_app.inference.loader import load_engine
+from embedding_app.inference.model_source import ModelSourceError, resolve_model
+from embedding_app.inference.prepare import prepare
 from harness.server import ROOT
 
 from .conftest import TINY_MAX_TOKENS
@@ -53,14 +53,14 @@ def test_bf16_stored_model_serves_like_bf16_at_load(tiny_model_dir, tmp_path, ti
 
 
 def test_cli_prepares_and_says_how_to_serve(tiny_model_dir, tmp_path):
-    result = subprocess.run([sys.executable, "-m", "embedding_app.prepare", str(tiny_model_dir), "--out",
+    result = subprocess.run([sys.executable, "-m", "embedding_app.inference.prepare", str(tiny_model_dir), "--out",
                              str(tmp_path / "m")], cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr
     assert f"MODEL_NAME={tmp_path / 'm'}" in result.stdout
 
 
 def test_cli_fails_clearly_on_a_missing_directory(tmp_path):
-    result = subprocess.run([sys.executable, "-m", "embedding_app.prepare", "/no/such/model", "--out",
+    result = subprocess.run([sys.executable, "-m", "embedding_app.inference.prepare", "/no/such/model", "--out",
                              str(tmp_path / "m")], cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert result.returncode == 1
     assert "looks like a path but is not a directory" in result.stderr
@@ -81,7 +81,7 @@ def test_a_failed_prepare_leaves_no_partial_directory(tmp_path):
 
 
 def run_prepare(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "embedding_app.prepare", *args], cwd=ROOT, capture_output=True,
+    return subprocess.run([sys.executable, "-m", "embedding_app.inference.prepare", *args], cwd=ROOT, capture_output=True,
                           text=True, timeout=120)
 
 
@@ -100,7 +100,7 @@ def test_cli_prints_no_progress_bars(tiny_model_dir, tmp_path):
 
 
 def test_a_reranker_is_prepared_with_its_head_and_scores_the_same(tiny_reranker_dir, tmp_path, tiny_reranker):
-    from embedding_app.loader import load_engine
+    from embedding_app.inference.loader import load_engine
 
     out = prepare(str(tiny_reranker_dir), tmp_path / "ranker", quantize="bf16")
     source = resolve_model(str(out), None)

@@ -5,10 +5,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from embedding_app.loader import load_engine
-from embedding_app.model_source import resolve_model
-from embedding_app.runtime import ServedModel
-from embedding_app.settings import Settings
+from embedding_app.config.settings import Settings
+from embedding_app.inference.loader import load_engine
+from embedding_app.inference.model_source import resolve_model
+from embedding_app.runtime.registry import ServedModel
 
 from .conftest import PROMPTS, with_prompts
 from .test_api import assert_error, embed

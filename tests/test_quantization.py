@@ -4,9 +4,9 @@ import json
 
 import pytest
 
-from embedding_app.modes import FAITHFUL_MODES, UNFAITHFUL_MODES
-from embedding_app.quantize import candidates
-from embedding_app.settings import QUANTIZE_MODES, Settings
+from embedding_app.config.choices import FAITHFUL_MODES, UNFAITHFUL_MODES
+from embedding_app.config.settings import QUANTIZE_MODES, Settings
+from embedding_app.inference.quantize import candidates
 from harness.quality import measure_fidelity
 
 from .conftest import DATA
@@ -22,7 +22,7 @@ FALLBACK_INT8_TOP10_OVERLAP = 0.96
 
 def bounds(mode: str) -> tuple[float, float]:
     """The min cosine and top-10 overlap a mode must keep on this CPU."""
-    from embedding_app.quantize import int8_available
+    from embedding_app.inference.quantize import int8_available
 
     if mode == "int8" and not int8_available():
         return FALLBACK_INT8_MIN_COSINE, FALLBACK_INT8_TOP10_OVERLAP
@@ -31,14 +31,14 @@ def bounds(mode: str) -> tuple[float, float]:
 
 @pytest.fixture(scope="module")
 def minilm_source(minilm_dir):
-    from embedding_app.model_source import resolve_model
+    from embedding_app.inference.model_source import resolve_model
 
     return resolve_model(str(minilm_dir), None)
 
 
 @pytest.fixture(scope="module")
 def fp32(minilm_source):
-    from embedding_app.loader import load_engine
+    from embedding_app.inference.loader import load_engine
 
     return load_engine(minilm_source, Settings(), "fp32")
 
@@ -58,7 +58,7 @@ def reference(fp32, sequences):
 
 @pytest.fixture(scope="module", params=FAITHFUL_MODES)
 def fidelity(request, minilm_source, fp32, sequences, reference):
-    from embedding_app.loader import load_engine
+    from embedding_app.inference.loader import load_engine
 
     embedder = fp32 if request.param == "fp32" else load_engine(minilm_source, Settings(), request.param)
     return request.param, measure_fidelity(embedder, *sequences, *reference)
@@ -80,7 +80,7 @@ def test_faithful_mode_keeps_top10_retrieval(fidelity):
 
 @pytest.mark.parametrize("full_precision_int8", [True, False])
 def test_true_times_every_faithful_mode_and_forces_none(monkeypatch, full_precision_int8):
-    from embedding_app import quantize
+    from embedding_app.inference import quantize
 
     monkeypatch.setattr(quantize, "int8_available", lambda: full_precision_int8)
     expected = FAITHFUL_MODES if full_precision_int8 else tuple(mode for mode in FAITHFUL_MODES if mode != "int8")

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from sentence_transformers.util.quantization import quantize_embeddings
 
-from embedding_app.compact import INT8_SCALE
+from embedding_app.api.compact import INT8_SCALE
 
 TEXTS = ["The food was delicious.", "The waiter was friendly.", "Permission is hereby granted, free of charge."]
 
@@ -150,10 +150,10 @@ def test_truncation_is_visible_on_cohere_embed_and_rerank(rag_client):
 def test_int8_keeps_float_top10_retrieval_on_real_texts(minilm_dir, texts):
     import json
 
-    from embedding_app.compact import to_int8
-    from embedding_app.loader import load_engine
-    from embedding_app.model_source import resolve_model
-    from embedding_app.settings import Settings
+    from embedding_app.api.compact import to_int8
+    from embedding_app.config.settings import Settings
+    from embedding_app.inference.loader import load_engine
+    from embedding_app.inference.model_source import resolve_model
     from harness.quality import overlap, top_k
 
     from .conftest import DATA

@@ -9,7 +9,7 @@ import pytest
 
 from harness.server import ROOT, GunicornServer
 
-BLOCKS = re.findall(r"```(python|bash)\n(.*?)```", (ROOT / "README.md").read_text(), re.S)
+BLOCKS = re.findall(r"```(python|bash)\n(.*?)```", (ROOT / "README.md").read_text(), re.DOTALL)
 EXAMPLES = [(lang, code) for lang, code in BLOCKS if "localhost:7860" in code]
 
 

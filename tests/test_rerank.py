@@ -6,10 +6,10 @@ import numpy as np
 import pytest
 import torch
 
-from embedding_app.loader import load_engine
-from embedding_app.model_source import resolve_model
-from embedding_app.reranker import Reranker, longest_first
-from embedding_app.settings import Settings, SettingsError, settings_from_env
+from embedding_app.config.settings import Settings, SettingsError, settings_from_env
+from embedding_app.inference.loader import load_engine
+from embedding_app.inference.model_source import resolve_model
+from embedding_app.inference.reranker import Reranker, longest_first
 
 QUERY = "permission to copy, modify and distribute the software"
 from .conftest import TINY_RERANKER_MAX_TOKENS as MAX_TOKENS
@@ -122,7 +122,7 @@ def test_bad_rerank_requests_get_a_named_4xx(rag_client, tiny_source, body, para
 
 
 def test_limits_apply_to_documents(make_client, tiny_source, tiny_embedder, tiny_reranker):
-    from embedding_app.runtime import ServedModel
+    from embedding_app.runtime.registry import ServedModel
 
     models = [ServedModel(tiny_source, tiny_embedder), tiny_reranker]
     strict = make_client(models=models, truncate=False, max_inputs=3, max_tokens_per_request=30)
@@ -160,7 +160,7 @@ def test_the_rerank_marker_names_the_task(tiny_model_dir):
 
 
 def test_an_embedding_model_marked_rerank_refuses_to_load_with_a_random_head(tiny_model_dir):
-    from embedding_app.model_source import ModelSourceError, ModelSpec
+    from embedding_app.inference.model_source import ModelSourceError, ModelSpec
 
     source = resolve_model(ModelSpec("fake", str(tiny_model_dir), task="rerank"), None)
     with pytest.raises(ModelSourceError, match="not a cross-encoder"):

@@ -7,8 +7,8 @@ import pytest
 import requests
 
 from embedding_app import create_app
-from embedding_app.auth import is_protected, key_matches
-from embedding_app.settings import Settings, SettingsError, settings_from_env
+from embedding_app.api.auth import is_protected, key_matches
+from embedding_app.config.settings import Settings, SettingsError, settings_from_env
 from harness.server import GunicornServer, wait_until
 
 from .test_api import assert_error
@@ -161,8 +161,8 @@ def test_cors_is_off_by_default(client):
 
 
 def test_trust_remote_code_is_off_unless_enabled(tiny_model_dir, monkeypatch):
-    from embedding_app import loader as loader_module
-    from embedding_app.model_source import resolve_model
+    from embedding_app.inference import loader as loader_module
+    from embedding_app.inference.model_source import resolve_model
 
     assert Settings().trust_remote_code is False and settings_from_env({}).trust_remote_code is False
     assert settings_from_env({"TRUST_REMOTE_CODE": "true"}).trust_remote_code is True

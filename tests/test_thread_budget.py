@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 import requests
 
-from embedding_app.thread_budget import available_cores
+from embedding_app.runtime.thread_budget import available_cores
 from harness.server import GunicornServer, wait_until
 
 from .test_metrics import scrape
@@ -116,7 +116,7 @@ def test_a_cgroup_cpu_quota_caps_the_cores(tmp_path, cpu_max, cores):
 
 
 def test_auto_workers_wait_briefly_then_sleep_unless_the_operator_chose():
-    from embedding_app.runtime import openmp_waits
+    from embedding_app.runtime.registry import openmp_waits
 
     assert openmp_waits(None, {}) == {"OMP_WAIT_POLICY": "PASSIVE", "GOMP_SPINCOUNT": "10000"}
     assert openmp_waits(None, {"OMP_WAIT_POLICY": "ACTIVE"}) == {}  # an operator's own choice is kept whole
@@ -128,7 +128,7 @@ def test_auto_workers_wait_briefly_then_sleep_unless_the_operator_chose():
     (2, None, 2, False), (2, 1, 2, False), (1, 2, 2, False), (4, 2, 8, False),
     (3, 2, 2, True), (2, 2, 2, True), (3, None, 2, True)])
 def test_workers_times_threads_over_the_cores_is_warned_about(workers, threads, cores, warned):
-    from embedding_app.thread_budget import oversubscription
+    from embedding_app.runtime.thread_budget import oversubscription
 
     message = oversubscription(workers, threads, cores)
     assert (message is not None) == warned

@@ -7,7 +7,7 @@ import time
 import pytest
 from transformers import AutoTokenizer
 
-from embedding_app import tokens
+from embedding_app.inference import tokens
 
 ADVERSARIAL = {
     "one-giant-word": "a" * 9000,

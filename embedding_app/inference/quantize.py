@@ -9,7 +9,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from .modes import FAITHFUL_MODES
+from embedding_app.config.choices import FAITHFUL_MODES
 
 NATIVE_BF16_FLAGS = ("avx512_bf16", "amx_bf16", "bf16")  # x86 AVX512-BF16 / AMX, Arm BF16
 
@@ -55,10 +55,10 @@ def int8_available() -> bool:
 def build_int8(model: nn.Module, tokenizer) -> nn.Module:
     """The loaded fp32 model prepared for QUANTIZE=int8 (calibrated outlier columns; int8 layers if padded)."""
     from .int8_mode import mark_outliers, replace_linears
-    from .packed import supported
+    from .packed_bert import supported
 
     if tokenizer is None:
-        raise ValueError("QUANTIZE=int8 needs the model's tokenizer: it calibrates on embedding_app/calibration.txt")
+        raise ValueError("QUANTIZE=int8 needs the model's tokenizer: it calibrates on embedding_app/inference/calibration.txt")
     model = mark_outliers(model, tokenizer)
     return model if supported(model) is None else replace_linears(model)
 

@@ -10,7 +10,7 @@ from collections.abc import Callable
 
 import torch
 
-from .modes import POOL_TYPES
+from embedding_app.config.choices import POOL_TYPES
 
 
 def pool_mean(states: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:

@@ -8,10 +8,11 @@ import orjson
 from flask import Blueprint, Response, current_app, request
 from werkzeug.exceptions import RequestEntityTooLarge
 
+from embedding_app.runtime.registry import get_registry
+
 from .deadline import START_HEADER, Budget, parse_start
 from .errors import ApiError
 from .parsing import parse_request
-from .runtime import get_registry
 from .schemas import Compute, ModelCard, ModelList
 from .service import embed_request, find_model
 

@@ -7,8 +7,9 @@ import time
 from flask import Blueprint, Response, g, request
 from prometheus_client import CONTENT_TYPE_LATEST
 
-from . import metrics
-from .runtime import Registry, ServedModel, get_registry
+from embedding_app.runtime import metrics
+from embedding_app.runtime.registry import Registry, ServedModel, get_registry
+
 from .schemas import Compute, Health, ModelHealth, ServerInfo
 
 bp = Blueprint("system", __name__)

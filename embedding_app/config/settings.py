@@ -16,8 +16,13 @@ from dotenv import find_dotenv
 from dotenv.parser import Binding, parse_stream
 from dotenv.variables import Variable, parse_variables
 
-from .model_source import DEFAULT_MODEL_ID, ModelSpec, served_name_for
-from .modes import POOL_TYPES, QUANTIZE_MODES
+from embedding_app.inference.model_source import (
+    DEFAULT_MODEL_ID,
+    ModelSpec,
+    served_name_for,
+)
+
+from .choices import POOL_TYPES, QUANTIZE_MODES
 
 TASKS = ("embed", "rerank")  # what a served model does; MODEL_NAME may name it as a marker before the source
 LOG_LEVELS = ("debug", "info", "warning", "error", "critical")

@@ -7,13 +7,22 @@ from typing import TYPE_CHECKING
 from pydantic import BaseModel
 from pydantic.json_schema import models_json_schema
 
+from embedding_app.config.settings import Settings
+
 from .rag_openapi import MODELS as RAG_MODELS
 from .rag_openapi import bound_model, bound_prompt_name, bound_rag, rag_paths
-from .schemas import EmbeddingRequest, EmbeddingResponse, ErrorResponse, Health, ModelCard, ModelList, ServerInfo
-from .settings import Settings
+from .schemas import (
+    EmbeddingRequest,
+    EmbeddingResponse,
+    ErrorResponse,
+    Health,
+    ModelCard,
+    ModelList,
+    ServerInfo,
+)
 
 if TYPE_CHECKING:  # the runtime's models hold torch objects, which this module never needs
-    from .runtime import ServedModel
+    from embedding_app.runtime.registry import ServedModel
 
 REF = "#/components/schemas/{model}"
 ERRORS = {

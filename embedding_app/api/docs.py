@@ -9,8 +9,9 @@ from pathlib import Path
 import orjson
 from flask import Blueprint, Response, current_app, render_template_string
 
+from embedding_app.runtime.registry import get_registry
+
 from .openapi import build_openapi
-from .runtime import get_registry
 
 # Swagger UI's JS and CSS ship inside the flask-openapi3-swagger wheel, so the page works offline.
 SWAGGER_DIR = Path(find_spec("flask_openapi3_swagger").origin).parent / "templates" / "swagger"

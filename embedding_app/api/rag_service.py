@@ -8,12 +8,14 @@ from typing import TYPE_CHECKING, NamedTuple
 
 import numpy as np
 
-from . import metrics
+from embedding_app.config.settings import Settings
+from embedding_app.inference.inputs import InputError, Inputs
+from embedding_app.runtime import metrics
+
 from .compact import compact
 from .deadline import Budget, record_speed
 from .encoding import shorten
 from .errors import ApiError
-from .inputs import InputError, Inputs
 from .rag_schemas import COHERE_INPUT_TYPES, CohereEmbedRequest, TeiEmbedRequest
 from .service import (
     Truncation,
@@ -25,10 +27,9 @@ from .service import (
     find_model,
     serving,
 )
-from .settings import Settings
 
 if TYPE_CHECKING:
-    from .runtime import Registry, ServedModel
+    from embedding_app.runtime.registry import Registry, ServedModel
 
 
 class Ranked(NamedTuple):

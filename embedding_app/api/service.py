@@ -9,17 +9,18 @@ from typing import TYPE_CHECKING, NamedTuple
 
 import numpy as np
 
-from . import metrics, status_board, thread_budget
+from embedding_app.config.settings import Settings
+from embedding_app.inference.inputs import InputError, Inputs
+from embedding_app.runtime import metrics, status_board, thread_budget
+
 from .deadline import Budget, record_speed
 from .encoding import render_embeddings, shorten
 from .errors import ApiError
-from .inputs import InputError, Inputs
 from .schemas import EmbeddingRequest
-from .settings import Settings
 
 if TYPE_CHECKING:  # the runtime's models hold torch objects; the request path above them never needs torch
-    from .model_source import ModelSource
-    from .runtime import Registry, ServedModel
+    from embedding_app.inference.model_source import ModelSource
+    from embedding_app.runtime.registry import Registry, ServedModel
 
 # input_type -> the prompt names it looks for, first found wins (e5 calls its document prompt "passage"). None found:
 # no prompt, not the default one, as sentence-transformers' encode_query / encode_document do for an absent prompt.

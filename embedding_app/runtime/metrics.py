@@ -42,7 +42,7 @@ READY = Gauge("embedding_worker_ready_seconds",
 WORKERS = Gauge("embedding_workers", "Worker processes with a loaded model", multiprocess_mode="livesum")
 THREADS = Gauge("embedding_worker_torch_threads", "Torch threads of the worker's latest forward pass "
                 "(THREADS_PER_WORKER=auto: its share of the cores when it started)", multiprocess_mode="liveall")
-# What the load-time probe chose and measured (embedding_app/kernel_choice.py): labels are served names, modes
+# What the load-time probe chose and measured (embedding_app/inference/kernel_choice.py): labels are served names, modes
 # and the model's own layer shapes, a closed set.
 MODE = Gauge("embedding_model_mode", "1 for the mode each worker runs a model in (QUANTIZE=true: measured fastest)",
              ["model", "mode"], multiprocess_mode="liveall")

@@ -11,7 +11,7 @@ import torch
 
 from .encoder import Encoder, ModelInfo, cut
 from .inputs import InputError
-from .packed import pack
+from .packed_bert import pack
 
 Pair = tuple[list[int], list[int]]  # a finished pair: token ids and token type ids
 

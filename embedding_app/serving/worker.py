@@ -9,7 +9,7 @@ import signal
 from gunicorn import util
 from gunicorn.workers.sync import SyncWorker
 
-from .errors import HTTP_CODES, error_body
+from embedding_app.api.errors import HTTP_CODES, error_body
 
 
 def write_json_error(sock, status: int, reason: str, message: str) -> None:

@@ -6,11 +6,13 @@ import sys
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
-from . import metrics, thread_budget, tokens
+from embedding_app.runtime import metrics, thread_budget
+
+from . import tokens
 from .batching import packed_chunks, padded_batches
 from .inputs import InputError
 from .kernel_choice import Choice
-from .packed import PackedBert, supported
+from .packed_bert import PackedBert, supported
 
 # Out-of-vocabulary ids nearly always come from one client; say how to fix it rather than just refuse.
 TIKTOKEN_HINT = ("Token ids must be this model's own ids. LangChain's OpenAIEmbeddings sends OpenAI tiktoken ids "
@@ -52,7 +54,7 @@ class Encoder:
         self.prefix, self.suffix = special_affixes(tokenizer)  # around a single text
         self.room = info.max_tokens - len(self.prefix) - len(self.suffix)  # tokens left for text (a pair: less)
         body = model if body is None else body  # the encoder stack (a head model keeps it in e.g. .bert)
-        # BERT encoders run padding-free (embedding_app/packed.py); other architectures run padded batches.
+        # BERT encoders run padding-free (embedding_app/inference/packed_bert.py); other architectures run padded batches.
         self.fallback = fallback or supported(body)
         self.packed = PackedBert(body) if self.fallback is None else None
         self.choice: Choice | None = None  # how the loader chose the mode and kernels (reported by /health)

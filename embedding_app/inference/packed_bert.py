@@ -15,7 +15,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from .int8_linear import Int8Linear
-from .linear import Linear, linear
+from .prepacked_linear import Linear, linear
 
 GELU = {"gelu": "none", "gelu_new": "tanh", "gelu_pytorch_tanh": "tanh"}  # hidden_act -> F.gelu approximate
 

@@ -20,7 +20,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import orjson
 
-from . import backlog, status_board
+from embedding_app.runtime import backlog, status_board
 
 HEALTH_FILE = "health.json"  # in the metrics directory: the models' description, written by the first ready worker
 

@@ -10,7 +10,8 @@ import logging
 import socket
 import time
 
-from . import backlog, status_board
+from embedding_app.runtime import backlog, status_board
+
 from .errors import ApiError
 
 log = logging.getLogger(__name__)

@@ -4,7 +4,7 @@ Measured on one core (BENCHMARKS.md): against F.linear, a weight reordered once 
 runs the model's GEMMs 5-10 % faster in bf16 and 10-25 % faster in fp32 (F.linear reorders bf16 weights on
 every call and sends fp32 to MKL), and GELU fused into the up-projection saves a pass over its 4x-wide output.
 Where oneDNN is missing or disagrees with F.linear at load, the layer stays on F.linear; where F.linear is measured
-faster on this CPU (embedding_app/kernel_choice.py), the loader switches it back.
+faster on this CPU (embedding_app/inference/kernel_choice.py), the loader switches it back.
 """
 
 from __future__ import annotations

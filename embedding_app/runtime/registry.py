@@ -9,15 +9,16 @@ import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from embedding_app.config.settings import Settings, get_settings
+from embedding_app.inference.model_source import ModelSource, resolve_models
+from embedding_app.serving.allocator import limit_worker_caches
+
 from . import metrics
-from .allocator import limit_worker_caches
-from .model_source import ModelSource, resolve_models
-from .settings import Settings, get_settings
 from .thread_budget import available_cores
 
 if TYPE_CHECKING:  # the embedder imports torch, which is only ever imported in a worker
-    from .embedder import Embedder
-    from .reranker import Reranker
+    from embedding_app.inference.embedder import Embedder
+    from embedding_app.inference.reranker import Reranker
 
 log = logging.getLogger(__name__)
 _lock = threading.Lock()
@@ -91,7 +92,7 @@ def load_worker_models(settings: Settings, sources: list[ModelSource], threads: 
     global _registry
     started = time.perf_counter()
     _start_torch(settings, threads or settings.threads_per_worker or available_cores())
-    from .loader import load_engine
+    from embedding_app.inference.loader import load_engine
 
     _registry = Registry([ServedModel(source, load_engine(source, settings, settings.quantize)) for source in sources])
     for model in _registry.models:
@@ -104,7 +105,7 @@ def load_worker_models(settings: Settings, sources: list[ModelSource], threads: 
 
 def measure_speed(model: ServedModel, tokens: int = 2048) -> None:
     """Time a forward of about `tokens` tokens: the speed admission starts from (requests then refine it)."""
-    from .deadline import record_speed
+    from embedding_app.api.deadline import record_speed
 
     embedder = model.embedder
     if embedder.info.task != "embed":  # a reranker's requests set its speed (rag_service.rerank)

@@ -9,7 +9,7 @@ import torch
 
 from .encoder import Encoder, ModelInfo, cut
 from .inputs import InputError
-from .packed import pack
+from .packed_bert import pack
 from .pooling import PACKED_POOLERS, POOLERS
 
 

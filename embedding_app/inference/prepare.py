@@ -1,8 +1,8 @@
 """Put a model (Hub id, local directory or the packaged default) into one directory that workers load from.
 
-    python -m embedding_app.prepare BAAI/bge-small-en-v1.5 --out /models/bge-small-en-v1.5
-    python -m embedding_app.prepare default --out /models/all-MiniLM-L6-v2 --quantize bf16
-    python -m embedding_app.prepare cross-encoder/ms-marco-MiniLM-L6-v2 --out /models/ms-marco-MiniLM-L6-v2
+    python -m embedding_app.inference.prepare BAAI/bge-small-en-v1.5 --out /models/bge-small-en-v1.5
+    python -m embedding_app.inference.prepare default --out /models/all-MiniLM-L6-v2 --quantize bf16
+    python -m embedding_app.inference.prepare cross-encoder/ms-marco-MiniLM-L6-v2 --out /models/ms-marco-MiniLM-L6-v2
 
 A cross-encoder (reranker) is prepared the same way: its config.json says so, and the server serves it for rerank.
 
@@ -21,8 +21,9 @@ import shutil
 import sys
 from pathlib import Path
 
+from embedding_app.config.settings import SettingsError, get_settings
+
 from .model_source import HUB_FILES, ModelSourceError, locate_model, resolve_model
-from .settings import SettingsError, get_settings
 
 # Only bf16 is worth storing: it halves the files and QUANTIZE=bf16 serves them unchanged. int8 is
 # applied at load in ~0.1 s, so an int8 checkpoint would save no start-up time.
@@ -90,7 +91,7 @@ def prepare(model: str, out: Path, quantize: str = "none", force: bool = False, 
 
 def main(argv: list[str] | None = None) -> int:
     """Command-line entry point; returns the exit status."""
-    parser = argparse.ArgumentParser(prog="python -m embedding_app.prepare", description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m embedding_app.inference.prepare", description=__doc__.split("\n")[0])
     parser.add_argument("model", help="a Hub id, a local model directory, or 'default' (all-MiniLM-L6-v2)")
     parser.add_argument("--out", required=True, type=Path, help="the directory to write (serve it with MODEL_NAME)")
     parser.add_argument("--quantize", choices=STORED_DTYPES, default="none",

@@ -11,7 +11,10 @@ import numpy as np
 import torch
 from transformers import AutoModel, AutoModelForSequenceClassification, AutoTokenizer
 
-from . import metrics
+from embedding_app.config.choices import UNFAITHFUL_MODES
+from embedding_app.config.settings import Settings
+from embedding_app.runtime import metrics
+
 from .choice_cache import ChoiceCache, cache_key
 from .embedder import Embedder
 from .encoder import Encoder, ModelInfo
@@ -24,10 +27,8 @@ from .kernel_choice import (
     use_kernels,
 )
 from .model_source import ModelSource, ModelSourceError
-from .modes import UNFAITHFUL_MODES
 from .quantize import apply_mode, candidates
 from .reranker import Reranker
-from .settings import Settings
 
 log = logging.getLogger(__name__)
 # Models that number positions from padding_idx + 1 (fairseq's convention): 514 positions hold 512 tokens.

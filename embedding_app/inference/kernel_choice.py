@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .linear import Linear
+from .prepacked_linear import Linear
 
 log = logging.getLogger(__name__)
 PROBE_TEXTS = (Path(__file__).parent / "data" / "probe.txt").read_text(encoding="utf-8").splitlines()

@@ -7,6 +7,8 @@ import uuid
 from flask import Blueprint, current_app
 from flask import request as http
 
+from embedding_app.runtime.registry import get_registry
+
 from .errors import ApiError
 from .parsing import parse_json, validate
 from .rag_schemas import (
@@ -18,9 +20,15 @@ from .rag_schemas import (
     TeiTokenizeRequest,
     VllmTokenizeRequest,
 )
-from .rag_service import Ranked, cohere_embed, rerank, tei_embed, tei_truncation, tokenize
+from .rag_service import (
+    Ranked,
+    cohere_embed,
+    rerank,
+    tei_embed,
+    tei_truncation,
+    tokenize,
+)
 from .routes import read_json, request_budget, truncated_response
-from .runtime import get_registry
 from .service import choose_prompt, find_model
 
 bp = Blueprint("rag", __name__)

@@ -1,0 +1,1 @@
+"""The Flask side: routes, request and response schemas, errors, OpenAPI, auth."""

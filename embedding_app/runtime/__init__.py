@@ -1,0 +1,1 @@
+"""Per-process state the app reads: the loaded models, the shared worker boards, the metrics."""

@@ -1,0 +1,1 @@
+"""The gunicorn side: the hooks, the worker class, rolling reloads, the health responder."""
