@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# Create .venv and install the server; --clients adds the README examples' client libraries, --dev adds those
-# and everything for tests and benchmarks. Idempotent.
+# Create .venv and install the server; --clients adds the client libraries of the examples (README.md, docs/),
+# --dev adds those and everything for tests and benchmarks. Idempotent.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 case "${1:-}" in

@@ -173,5 +173,5 @@ def _embed_request(request: EmbeddingRequest, registry: Registry, settings: Sett
     vectors, tokens, truncated = embed_inputs(model, request.input, prompt, settings, Truncation(settings.truncate),
                                               budget)
     vectors = shorten(vectors, request.dimensions)
-    # The served name, not the name sent: as OpenAI answers with the model that ran (see README).
+    # The served name, not the name sent: as OpenAI answers with the model that ran (docs/configuration.md).
     return Embedded(render_embeddings(vectors, request.encoding_format, model.id, tokens), truncated)

@@ -413,7 +413,7 @@ def check_keys(path: str, lines: Mapping[str, int], environ: Mapping[str, str], 
         if typo:
             case = " (keys are upper case)" if key.upper() == typo else ""
             raise SettingsError(f"{path}, line {line}: {key} is not a setting: did you mean {typo}?{case} "
-                                "README, Configuration, lists the settings")
+                                "docs/configuration.md lists the settings")
         if not key.startswith(STACK_PREFIXES):
             warnings.append(f"{path}, line {line}: {key} is not a setting of this server or its compose stack: ignored")
     # The environment holds every program's variables: only near misses of a known key are worth a word.
