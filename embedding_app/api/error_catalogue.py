@@ -9,7 +9,7 @@ SERVER = "server_error"
 
 
 class Fault(NamedTuple):
-    """What a code means: the HTTP status it comes with, OpenAI's error type, and a message when there is no better one."""
+    """What a code means: its HTTP status, OpenAI's error type, and a message for when there is no better one."""
 
     status: int
     type: str
