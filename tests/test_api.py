@@ -8,6 +8,7 @@ import sys
 import numpy as np
 import pytest
 
+from embedding_app.api.error_catalogue import CATALOGUE
 from harness.server import ROOT
 
 from .conftest import TINY_MAX_TOKENS
@@ -22,6 +23,7 @@ def assert_error(response, status, param=None, code=None):
     error = response.get_json()["error"]
     assert set(error) == {"message", "type", "param", "code"}
     assert error["message"] and "Traceback" not in error["message"]
+    assert CATALOGUE[error["code"]][:2] == (status, error["type"])
     if param is not None:
         assert error["param"] == param
     if code is not None:

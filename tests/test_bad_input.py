@@ -6,6 +6,7 @@ import time
 import pytest
 import requests
 
+from embedding_app.api.error_catalogue import CATALOGUE
 from harness.server import GunicornServer
 
 JSON = {"Content-Type": "application/json"}
@@ -147,6 +148,7 @@ def check_openai_error(response: requests.Response, status: int, param: str | No
     error = response.json()["error"]
     assert set(error) == {"message", "type", "param", "code"} and error["type"] == "invalid_request_error"
     assert error["message"] and "Traceback" not in error["message"]
+    assert CATALOGUE[error["code"]][:2] == (status, error["type"])  # a catalogue code, with or without the proxy
     if param is not None:
         assert error["param"] == param
 

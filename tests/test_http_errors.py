@@ -7,6 +7,7 @@ import socket
 
 import pytest
 
+from embedding_app.api.error_catalogue import CATALOGUE
 from harness.server import GunicornServer
 
 HOST = b"Host: 127.0.0.1\r\n"
@@ -80,6 +81,16 @@ def test_malformed_http_gets_an_openai_shaped_json_4xx(server, data):
     error = json.loads(body)["error"]
     assert set(error) == {"message", "type", "param", "code"} and error["type"] == "invalid_request_error"
     assert error["message"]
+    assert CATALOGUE[error["code"]][:2] == (status, error["type"])  # a catalogue code, whichever layer answered
+
+
+@pytest.mark.parametrize("case, status, code", [
+    ("bad-method-token", 400, "malformed_request"), ("unknown-transfer-coding", 400, "malformed_request"),
+    ("chunk-size-zz", 400, "malformed_request"), ("header-too-long", 431, "headers_too_large"),
+    ("url-5kb", 414, "uri_too_long")])
+def test_malformed_http_gets_the_code_nginx_answers_too(server, case, status, code):
+    answer, _, body = exchange(server.port, CASES[case])
+    assert (answer, json.loads(body)["error"]["code"]) == (status, code)
 
 
 def test_unknown_model_with_a_lone_surrogate_is_named_in_the_message(server):

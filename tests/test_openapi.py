@@ -5,6 +5,7 @@ import re
 
 import pytest
 
+from embedding_app.api.error_catalogue import CATALOGUE
 from embedding_app.api.parsing import parse_request
 from embedding_app.api.schemas import EmbeddingRequest
 
@@ -46,6 +47,19 @@ def test_every_error_status_uses_the_error_schema(document):
             for status, response in operation["responses"].items():
                 if status != "200":
                     assert response["content"]["application/json"]["schema"] == ERROR_REF
+
+
+def test_documented_error_codes_are_the_catalogue_codes_of_each_status(document):
+    code = document["components"]["schemas"]["ErrorDetail"]["properties"]["code"]
+    assert code["anyOf"][0]["enum"] == list(CATALOGUE)
+    for item in document["paths"].values():
+        for operation in item.values():
+            for status, response in operation["responses"].items():
+                if status != "200":
+                    examples = response["content"]["application/json"]["examples"]
+                    assert set(examples) == {code for code, fault in CATALOGUE.items() if fault.status == int(status)}
+                    for code, example in examples.items():
+                        assert example["value"]["error"]["code"] == code and f"`{code}`" in response["description"]
 
 
 def test_request_schema_is_the_pydantic_model_bounded_by_the_loaded_model(document, tiny_embedder):

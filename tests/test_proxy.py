@@ -14,6 +14,8 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 import requests
 
+from embedding_app.api.error_catalogue import CATALOGUE
+
 from .containers import compose, stack  # noqa: F401 (fixtures)
 from .test_bad_input import CASES, check_openai_error
 
@@ -125,7 +127,9 @@ def test_malformed_http_gets_a_json_answer(stack, data, status):
     answer, content_type, body = send_raw(stack.port, data)
     assert (answer, content_type) == (status, "application/json"), body[:300]
     if status >= 400:
-        assert set(json.loads(body)["error"]) == {"message", "type", "param", "code"}
+        error = json.loads(body)["error"]
+        assert set(error) == {"message", "type", "param", "code"}
+        assert CATALOGUE[error["code"]][:2] == (status, error["type"])  # the code gunicorn answers for the same fault
 
 
 def test_overload_is_queued_then_shed_with_retry_after_and_probes_answer_at_once(stack, texts):

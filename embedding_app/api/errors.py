@@ -1,4 +1,4 @@
-"""OpenAI-shaped errors: one exception type, one status table, handlers that always answer JSON."""
+"""OpenAI-shaped errors: one exception type whose codes come from the catalogue, handlers that always answer JSON."""
 
 from __future__ import annotations
 
@@ -9,12 +9,9 @@ from flask import Flask, Response, current_app, request
 from gunicorn.http.errors import NoMoreData, ParseException
 from werkzeug.exceptions import HTTPException, MethodNotAllowed
 
-log = logging.getLogger(__name__)
+from .error_catalogue import BY_STATUS, CATALOGUE
 
-# The OpenAI error "type" for each status; anything unlisted is a client or server error by range.
-ERROR_TYPES = {401: "authentication_error", 403: "permission_error", 429: "rate_limit_error"}
-HTTP_CODES = {400: "malformed_request", 404: "not_found", 405: "method_not_allowed", 413: "request_too_large",
-              414: "uri_too_long", 415: "unsupported_media_type", 431: "request_header_fields_too_large"}
+log = logging.getLogger(__name__)
 
 
 class ApiError(Exception):
@@ -22,6 +19,7 @@ class ApiError(Exception):
 
     def __init__(self, status: int, message: str, *, param: str | None = None, code: str | None = None,
                  headers: dict[str, str] | None = None):
+        check_code(code, status)
         super().__init__(message)
         self.status = status
         self.message = message
@@ -29,10 +27,25 @@ class ApiError(Exception):
         self.code = code
         self.headers = headers
 
+    @classmethod
+    def of(cls, code: str, message: str | None = None, *, param: str | None = None,
+           headers: dict[str, str] | None = None) -> ApiError:
+        """The error for a catalogue code: its status, and its default message unless given one."""
+        fault = CATALOGUE[code]
+        return cls(fault.status, message or fault.message, param=param, code=code, headers=headers)
 
-def error_type(status: int) -> str:
-    """OpenAI's error type for an HTTP status."""
-    return ERROR_TYPES.get(status, "server_error" if status >= 500 else "invalid_request_error")
+
+def check_code(code: str | None, status: int) -> None:
+    """Fail loudly on a code the catalogue lacks, or one sent with another status than the catalogue's."""
+    if code is not None and (code not in CATALOGUE or CATALOGUE[code].status != status):
+        expected = CATALOGUE[code].status if code in CATALOGUE else "absent"
+        raise ValueError(f"error code {code!r} with status {status}: the catalogue says {expected}")
+
+
+def error_type(status: int, code: str | None = None) -> str:
+    """OpenAI's error type: the code's, else that of the status's codes, else a client or server error by range."""
+    fault = CATALOGUE.get(code) or next((fault for fault in CATALOGUE.values() if fault.status == status), None)
+    return fault.type if fault else "server_error" if status >= 500 else "invalid_request_error"
 
 
 def _printable(text: str | None) -> str | None:
@@ -42,7 +55,8 @@ def _printable(text: str | None) -> str | None:
 
 def error_body(status: int, message: str, param: str | None = None, code: str | None = None) -> bytes:
     """The OpenAI error JSON; safe for any string, since messages may echo what the client sent."""
-    body = {"error": {"message": _printable(message), "type": error_type(status),
+    check_code(code, status)
+    body = {"error": {"message": _printable(message), "type": error_type(status, code),
                       "param": _printable(param), "code": code}}
     return orjson.dumps(body)
 
@@ -63,7 +77,7 @@ def _from_http(exc: HTTPException) -> ApiError:
                    f"{current_app.config['MAX_CONTENT_LENGTH']} bytes (MAX_REQUEST_BYTES)")
     else:
         message = exc.description or exc.name
-    return ApiError(exc.code or 500, message, code=HTTP_CODES.get(exc.code))
+    return ApiError(exc.code or 500, message, code=BY_STATUS.get(exc.code))
 
 
 def _http_error(exc: HTTPException) -> Response:
@@ -75,12 +89,12 @@ def _http_error(exc: HTTPException) -> Response:
 
 def _malformed_body(exc: Exception) -> Response:
     # gunicorn raises these while the app reads a body whose framing is broken (chunk sizes, terminators).
-    return error_response(ApiError(400, f"The request body is malformed: {exc}", code="malformed_request"))
+    return error_response(ApiError.of("malformed_request", f"The request body is malformed: {exc}"))
 
 
 def _unexpected(exc: Exception) -> Response:
     log.exception("unhandled error on %s %s", request.method, request.path)
-    return error_response(ApiError(500, "The server had an error while processing your request.", code="internal_error"))
+    return error_response(ApiError.of("internal_error"))
 
 
 def register_error_handlers(app: Flask) -> None:

@@ -9,6 +9,7 @@ from pydantic.json_schema import models_json_schema
 
 from embedding_app.config.settings import Settings
 
+from .error_catalogue import CATALOGUE
 from .rag_openapi import MODELS as RAG_MODELS
 from .rag_openapi import bound_model, bound_prompt_name, bound_rag, rag_paths
 from .schemas import (
@@ -25,14 +26,16 @@ if TYPE_CHECKING:  # the runtime's models hold torch objects, which this module 
     from embedding_app.runtime.registry import ServedModel
 
 REF = "#/components/schemas/{model}"
+# What each error status means on these routes; the codes that come with it are listed from the catalogue.
 ERRORS = {
     400: "Invalid request: bad JSON, an unknown or invalid field, or a limit exceeded; `param` names the field.",
     401: "Missing or wrong API key (only when the server is configured with `API_KEY`).",
-    404: "No served model answers to that name (code `model_not_found`; the message lists the served ids).",
+    404: "No served model answers to that name (the message lists the served ids), or no such route.",
     413: "The body is larger than `MAX_REQUEST_BYTES`.",
     415: "The body is not `application/json`.",
     500: "A fault in the server; the message never carries a traceback.",
-    503: "The request ran past `EMBEDDING_SERVER_TIMEOUT` (code `timeout`, not retried); send less per request.",
+    503: "Too busy (retry after `Retry-After`), or the request ran past `EMBEDDING_SERVER_TIMEOUT` (not retried: "
+         "send less per request).",
 }
 BEARER = {"bearerAuth": {"type": "http", "scheme": "bearer", "description": "One of the keys in `API_KEY`."}}
 
@@ -42,9 +45,19 @@ def _json(description: str, model: type[BaseModel]) -> dict:
             "content": {"application/json": {"schema": {"$ref": REF.format(model=model.__name__)}}}}
 
 
+def _error(status: int) -> dict:
+    """An error status: its meaning, and an example body for each catalogue code that comes with it."""
+    codes = [code for code, fault in CATALOGUE.items() if fault.status == status]
+    examples = {code: {"value": {"error": {"message": CATALOGUE[code].message, "type": CATALOGUE[code].type,
+                                           "param": None, "code": code}}} for code in codes}
+    response = _json(f"{ERRORS[status]} Codes: {', '.join(f'`{code}`' for code in codes)}.", ErrorResponse)
+    response["content"]["application/json"]["examples"] = examples
+    return response
+
+
 def _operation(tag: str, operation_id: str, summary: str, ok: type[BaseModel], errors=(), **extra) -> dict:
     """One operation: a 200 with its model, then each error status with the ErrorResponse model."""
-    responses = {"200": _json("OK", ok)} | {str(status): _json(ERRORS[status], ErrorResponse) for status in errors}
+    responses = {"200": _json("OK", ok)} | {str(status): _error(status) for status in errors}
     return {"tags": [tag], "operationId": operation_id, "summary": summary, "responses": responses, **extra}
 
 
@@ -93,6 +106,7 @@ def build_openapi(models: list[ServedModel], settings: Settings, example_ids: li
     schemas = definitions["$defs"]
     _bound_request(schemas["EmbeddingRequest"], models, settings)
     bound_rag(schemas, models, settings)
+    schemas["ErrorDetail"]["properties"]["code"]["anyOf"][0]["enum"] = list(CATALOGUE)  # the only codes answered
     # Only with API_KEY set do /v1/* need a key: without one, Swagger UI shows no "Authorize" and no padlocks.
     auth = {"security": [{"bearerAuth": []}]} if settings.api_keys else {}
     unauthorized = (401,) if settings.api_keys else ()
@@ -111,8 +125,7 @@ def build_openapi(models: list[ServedModel], settings: Settings, example_ids: li
                                          **auth)},
         "/v1/models/{model_id}": {"get": _operation("models", "retrieveModel", "One model by id or alias", ModelCard,
                                                     (*unauthorized, 404), **auth, parameters=[model_id])},
-        **rag_paths(lambda status: _json(ERRORS[status], ErrorResponse), unauthorized, auth,
-                    {model.embedder.info.task for model in models}),
+        **rag_paths(_error, unauthorized, auth, {model.embedder.info.task for model in models}),
         "/health": {"get": _operation("system", "health", "200 once this worker has its model", Health)},
         "/": {"get": _operation("system", "index", "What this server is and where to go next", ServerInfo)},
         "/metrics": {"get": {"tags": ["system"], "operationId": "metrics", "summary": "Prometheus metrics of all workers",

@@ -26,7 +26,7 @@ MODELS = [RerankRequest, TeiRerankRequest, RerankResponse, TeiRank, CohereEmbedR
 REF = "#/components/schemas/{model}"
 RERANK_PATHS = ("/v1/rerank", "/v2/rerank", "/rerank")
 EMBED_PATHS = ("/v1/embed", "/v2/embed", "/embed")
-ERRORS = (400, 404, 413, 415, 500, 503)
+ERROR_STATUSES = (400, 404, 413, 415, 500, 503)
 
 
 def _ref(model: type[BaseModel]) -> dict:
@@ -39,9 +39,9 @@ def _one_of(*schemas: dict) -> dict:
 
 def _post(error, operation_id: str, tag: str, summary: str, requests: tuple, answers: tuple, unauthorized: tuple,
           auth: dict) -> dict:
-    """One POST operation: JSON request(s) in, JSON answer(s) out, errors in the OpenAI shape."""
+    """One POST operation: JSON request(s) in, JSON answer(s) out, errors in the OpenAI shape (error(status))."""
     responses = {"200": {"description": "OK", "content": {"application/json": {"schema": _one_of(*answers)}}}}
-    for status in sorted((*ERRORS, *unauthorized)):
+    for status in sorted((*ERROR_STATUSES, *unauthorized)):
         responses[str(status)] = error(status)
     return {"post": {"tags": [tag], "operationId": operation_id, "summary": summary, "responses": responses,
                      "requestBody": {"required": True,

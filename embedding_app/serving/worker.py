@@ -9,7 +9,8 @@ import signal
 from gunicorn import util
 from gunicorn.workers.sync import SyncWorker
 
-from embedding_app.api.errors import HTTP_CODES, error_body
+from embedding_app.api.error_catalogue import BY_STATUS, CATALOGUE
+from embedding_app.api.errors import error_body
 
 
 def write_json_error(sock, status: int, reason: str, message: str) -> None:
@@ -18,7 +19,8 @@ def write_json_error(sock, status: int, reason: str, message: str) -> None:
         # gunicorn answers 501 only for a Transfer-Encoding it does not know (`xchunked`): a malformed
         # request, the client's fault, so a 4xx that clients do not retry, as nginx answers it.
         status, reason = 400, "Bad Request"
-    body = error_body(status, message or reason, code=HTTP_CODES.get(status))
+    code = BY_STATUS.get(status)
+    body = error_body(status, message or (CATALOGUE[code].message if code else reason), code=code)
     head = (f"HTTP/1.1 {status} {reason}\r\nConnection: close\r\nContent-Type: application/json\r\n"
             f"Content-Length: {len(body)}\r\n\r\n")
     util.write_nonblock(sock, head.encode("latin-1") + body)
