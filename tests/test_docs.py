@@ -50,3 +50,17 @@ def test_readme_links_every_docs_page():
 
 def test_readme_is_a_short_front_door():
     assert len((ROOT / "README.md").read_text().splitlines()) < 200
+
+
+# "400 `malformed_request`": a status and the code a page says a fault answers.
+DOCUMENTED_CODE = re.compile(r"\b([1-5][0-9]{2}) `([a-z_]+)`")
+
+
+def test_every_error_code_the_docs_name_is_in_the_catalogue_with_that_status():
+    from embedding_app.api.error_catalogue import CATALOGUE
+
+    named = [(page.name, int(status), code) for page in DOCS for status, code in DOCUMENTED_CODE.findall(page.read_text())]
+    assert len(named) >= 10  # the error tables of README.md and docs/operations.md
+    wrong = [(page, status, code) for page, status, code in named
+             if code not in CATALOGUE or CATALOGUE[code].status != status]
+    assert not wrong, f"codes the docs name that the catalogue lacks, or with another status: {wrong}"
