@@ -4,7 +4,8 @@ import numpy as np
 import pytest
 import torch
 
-from embedding_app.config.settings import POOL_TYPES, Settings
+from embedding_app.config.choices import POOL_TYPES
+from embedding_app.config.settings import Settings
 from embedding_app.inference.batching import padded_batches
 from embedding_app.inference.embedder import Embedder
 from embedding_app.inference.loader import load_engine

@@ -4,8 +4,12 @@ import json
 
 import pytest
 
-from embedding_app.config.choices import FAITHFUL_MODES, UNFAITHFUL_MODES
-from embedding_app.config.settings import QUANTIZE_MODES, Settings
+from embedding_app.config.choices import (
+    FAITHFUL_MODES,
+    QUANTIZE_MODES,
+    UNFAITHFUL_MODES,
+)
+from embedding_app.config.settings import Settings
 from embedding_app.inference.quantize import candidates
 from harness.quality import measure_fidelity
 

@@ -5,15 +5,15 @@ from pathlib import Path
 
 import pytest
 
+from embedding_app.config.env_file import read_env_file
+from embedding_app.config.keys import exposure_warnings
+from embedding_app.config.models import DEFAULT_MODEL_ID, ModelSpec
 from embedding_app.config.settings import (
     Settings,
     SettingsError,
-    exposure_warnings,
     load_settings,
-    read_env_file,
     settings_from_env,
 )
-from embedding_app.inference.model_source import DEFAULT_MODEL_ID, ModelSpec
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -269,7 +269,7 @@ def test_a_key_added_at_the_top_of_the_shipped_env_file_is_required(tmp_path):
 def test_known_keys_lists_every_key_settings_reads():
     from embedding_app.config.settings import known_keys
 
-    source = (ROOT / "embedding_app" / "config" / "settings.py").read_text()
+    source = "".join(path.read_text() for path in (ROOT / "embedding_app" / "config").glob("*.py"))
     read = set(re.findall(r'\benv(?:\.get\(|, )"([A-Z][A-Z0-9_]+)"', source))
     assert {"API_KEY", "API_KEY_FILE", "SERVED_MODEL_NAME", "MODEL_PROMPTS"} <= read == set(known_keys())
 
