@@ -116,7 +116,7 @@ def _sequences(inputs: Inputs, prompt: str, model: ServedModel, truncation: Trun
         else:  # token ids are the model's input as they are: no prompt
             ids = inputs.items
             embedder.check_ids(ids)
-        return embedder.finish_counted(ids, truncation.enabled, truncation.from_start, truncation.limit)
+        return embedder.add_special_tokens(ids, truncation.enabled, truncation.from_start, truncation.limit)
     except InputError as exc:
         param = param if inputs.single else f"{param}[{exc.index}]"
         raise ApiError(400, f"Invalid {param}: {exc}", param=param, code="invalid_input") from None
