@@ -300,3 +300,17 @@ def test_api_key_file_that_holds_no_key_stops_the_start_up(tmp_path, content, en
         settings_from_env({"API_KEY_FILE": str(path), **env})
     for word in words:
         assert word in str(error.value)
+
+
+def test_the_proxy_defaults_the_settings_it_shares_with_the_server_to_the_server_defaults():
+    script = (ROOT / "deploy" / "nginx" / "start.sh").read_text()
+    defaults = {name: int(value) for name, value in re.findall(r'integer (\w+) "\$\{\1:-\}" (\d+) ', script)}
+    server = settings_from_env({})
+    shared = {"MAX_REQUEST_BYTES": server.max_request_bytes, "EMBEDDING_SERVER_TIMEOUT": server.timeout,
+              "EMBEDDING_SERVER_WORKERS": server.workers}
+    assert {name: defaults.get(name) for name in shared} == shared
+
+
+def test_the_shipped_env_file_restates_no_default():
+    values, _ = read_env_file(str(ROOT / ".env"), {})
+    assert {key: value for key, value in values.items() if value} == {}  # the defaults live in the code only

@@ -4,8 +4,8 @@ y[i] = s[i] * ((q[i] @ wq.T) * w_scale + [x_out[i] / s[i], 1 / s[i], -z[i]] @ [w
 q = per-token asymmetric uint8 of x with the outlier columns zeroed (scale s, zero point z); c = w_scale * row sums
 of wq (the zero points' share). The few outlier columns, the bias and the zero-point correction ride in one small
 fp32 GEMM; oneDNN's int8 GEMM (torch.ops.onednn.qlinear_pointwise: exact int32 sums, per-channel scale fused)
-adds into its output in place, and one pass applies the per-token scale. Measured (BENCHMARKS.md, "Faithful
-int8"): per-token scales alone give all-MiniLM-L6-v2 min cosine 0.9974 to fp32, 24 outlier columns 0.9994.
+adds into its output in place, and one pass applies the per-token scale. Per-token scales alone fall short of min
+cosine 0.999 to fp32 on all-MiniLM-L6-v2; the outlier columns reach it (BENCHMARKS.md, "Faithful int8").
 """
 
 from __future__ import annotations

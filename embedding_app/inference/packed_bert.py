@@ -51,8 +51,8 @@ def pack(sequences: list[list[int]]) -> tuple[torch.Tensor, torch.Tensor, Packin
         offsets.append(offsets[-1] + length)
     ids = torch.tensor([token for ids in sequences for token in ids], dtype=torch.int64)
     positions = torch.cat([torch.arange(length) for length in lengths])
-    # Equal lengths only: measured (BENCHMARKS.md) 10-15 % faster end to end than groups padded up to 15 % with
-    # a key mask, because SDPA with a mask is far slower than more, smaller calls without one.
+    # Equal lengths only: faster end to end than groups padded with a key mask (BENCHMARKS.md, "What was tried for
+    # bf16 (and fp32) closer to the roofline"), because SDPA with a mask is far slower than more, smaller calls.
     groups, first = [], 0
     for _, run in groupby(lengths):
         end = first + len(list(run))

@@ -1,8 +1,9 @@
 """Linear layers for the packed path: oneDNN with the weight pre-packed once at load and GELU fused in.
 
-Measured on one core (BENCHMARKS.md): against F.linear, a weight reordered once into oneDNN's blocked layout
-runs the model's GEMMs 5-10 % faster in bf16 and 10-25 % faster in fp32 (F.linear reorders bf16 weights on
-every call and sends fp32 to MKL), and GELU fused into the up-projection saves a pass over its 4x-wide output.
+Against F.linear, a weight reordered once into oneDNN's blocked layout runs the model's GEMMs faster in bf16 and
+fp32 (F.linear reorders bf16 weights on every call and sends fp32 to MKL; figures: BENCHMARKS.md, "What was tried
+for bf16 (and fp32) closer to the roofline"), and GELU fused into the up-projection saves a pass over its 4x-wide
+output.
 Where oneDNN is missing or disagrees with F.linear at load, the layer stays on F.linear; where F.linear is measured
 faster on this CPU (embedding_app/inference/kernel_choice.py), the loader switches it back.
 """
