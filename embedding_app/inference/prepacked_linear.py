@@ -39,8 +39,7 @@ class LinearLayer:
 
 
 class PrepackedLinear(LinearLayer):
-    """x @ weight.T + bias through oneDNN with the weight pre-packed (else F.linear), then GELU when gelu is its
-    approximation ("none" or "tanh")."""
+    """x @ weight.T + bias from a pre-packed oneDNN weight (else F.linear), then GELU ("none" or "tanh") if given."""
 
     def __init__(self, weight: torch.Tensor, bias: torch.Tensor | None, gelu: str | None = None):
         self.weight, self.bias, self.gelu = weight.detach(), None if bias is None else bias.detach(), gelu
