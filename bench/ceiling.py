@@ -16,12 +16,12 @@ def _worker(share, quantize, threads, commands, results) -> None:
     settings = Settings(quantize=quantize, threads_per_worker=threads)
     embedder = load_worker_model(settings, resolve_model("", None))  # the code path a gunicorn worker takes
     for texts in share:  # warm-up pass: one-off kernel set-up for every batch shape, as the server had
-        embedder.embed(embedder.finish(embedder.tokenize(texts), True))
+        embedder.embed(embedder.inputs_for(texts))
     results.put(("ready", rss_mb()))
     while commands.get():
         began = time.perf_counter()
         for texts in share:
-            embedder.embed(embedder.finish(embedder.tokenize(texts), True))
+            embedder.embed(embedder.inputs_for(texts))
         results.put(("rate", sum(map(len, share)) / (time.perf_counter() - began)))
 
 

@@ -24,7 +24,7 @@ def _variants(source, modes: tuple[str, ...]) -> dict[str, object]:
     from embedding_app.config.settings import Settings
     from embedding_app.inference.kernel_choice import use_kernels
     from embedding_app.inference.loader import EngineBuilder, read_model
-    from embedding_app.inference.prepacked_linear import Linear
+    from embedding_app.inference.prepacked_linear import PrepackedLinear
 
     settings = Settings()
     build = EngineBuilder(source, settings, *read_model(source, settings), copies=True)
@@ -32,11 +32,11 @@ def _variants(source, modes: tuple[str, ...]) -> dict[str, object]:
     for mode in modes:
         for kernel in ("onednn", "F.linear"):
             embedder = build(mode)  # every layer that oneDNN can pre-pack here is pre-packed: nothing chosen yet
-            layers = [layer for layer in embedder.linears() if isinstance(layer, Linear)]
+            layers = [layer for layer in embedder.linears() if isinstance(layer, PrepackedLinear)]
             if not layers:
                 variants[mode] = embedder
                 break
-            if kernel == "onednn" and any(layer.packed is None for layer in layers):
+            if kernel == "onednn" and any(not layer.prepacked for layer in layers):
                 continue  # oneDNN cannot pre-pack this mode on this CPU
             use_kernels(layers, {layer.shape: kernel for layer in layers})
             variants[f"{mode}, {kernel}"] = embedder
@@ -58,7 +58,7 @@ def run(threads: int, rounds: int, requests: int) -> str:
     chosen = load_engine(source, Settings(kernel_cache_dir=""), "true")
     rng = random.Random(0)
     texts = load_texts()
-    batches = [chosen.finish(chosen.tokenize(rng.sample(texts, TEXTS_PER_REQUEST)), True) for _ in range(requests)]
+    batches = [chosen.inputs_for(rng.sample(texts, TEXTS_PER_REQUEST)) for _ in range(requests)]
     tokens = sum(len(ids) for batch in batches for ids in batch)
     variants = {"chosen (QUANTIZE=true)": chosen, **_variants(source, FAITHFUL_MODES)}
     best = dict.fromkeys(variants, float("inf"))

@@ -41,7 +41,7 @@ def _kernels(m: int, k: int, n: int) -> dict:
     from torch.nn import functional as F
 
     from embedding_app.inference.int8_linear import Int8Linear
-    from embedding_app.inference.prepacked_linear import Linear
+    from embedding_app.inference.prepacked_linear import PrepackedLinear
 
     x, w, b = torch.randn(m, k), torch.randn(n, k) / k ** 0.5, torch.randn(n)
     xb, wb, bb = x.bfloat16(), w.bfloat16(), b.bfloat16()
@@ -51,7 +51,7 @@ def _kernels(m: int, k: int, n: int) -> dict:
         warnings.simplefilter("ignore")
         dynamic = torch.ao.quantization.quantize_dynamic(torch.nn.Sequential(torch.nn.Linear(k, n)),
                                                          {torch.nn.Linear}, dtype=torch.qint8)[0]
-    fp32, bf16 = Linear(w, b), Linear(wb, bb)
+    fp32, bf16 = PrepackedLinear(w, b), PrepackedLinear(wb, bb)
     return {"F.linear fp32 (MKL)": lambda: F.linear(x, w, b), "oneDNN fp32 pre-packed": lambda: fp32(x),
             "F.linear bf16": lambda: F.linear(xb, wb, bb), "oneDNN bf16 pre-packed": lambda: bf16(xb),
             "oneDNN int8 GEMM alone (u8 x s8 -> fp32)": lambda: layer.int_gemm(values),
@@ -131,7 +131,7 @@ def end_to_end(rounds: int = 3) -> str:
     engines = _engines("")
     fp32 = engines["server fp32"]
     texts, rng = load_texts(), random.Random(0)
-    requests = [fp32.finish(fp32.tokenize([rng.choice(texts) for _ in range(TEXTS_PER_REQUEST)]), True)
+    requests = [fp32.inputs_for([rng.choice(texts) for _ in range(TEXTS_PER_REQUEST)])
                 for _ in range(REQUESTS)]
     tokens = sum(len(ids) for request in requests for ids in request)
     best = dict.fromkeys(engines, float("inf"))
@@ -139,8 +139,8 @@ def end_to_end(rounds: int = 3) -> str:
         for _ in range(rounds):
             for name, engine in engines.items():
                 best[name] = min(best[name], _best_seconds(lambda e=engine: [e.embed(r) for r in requests], 1, 1))
-        passages = fp32.finish(fp32.tokenize(texts), True)
-        queries = fp32.finish(fp32.tokenize(json.loads((DATA / "queries.json").read_text())["queries"]), True)
+        passages = fp32.inputs_for(texts)
+        queries = fp32.inputs_for(json.loads((DATA / "queries.json").read_text())["queries"])
         reference = fp32.embed(passages), fp32.embed(queries)
         quality = {name: measure_fidelity(engine, passages, queries, *reference) for name, engine in engines.items()}
     rates = {name: tokens / seconds for name, seconds in best.items()}

@@ -43,8 +43,8 @@ def measure_modes(modes: tuple[str, ...], threads: int, rounds: int) -> list[Mod
     source = resolve_model("", None)
     embedders = {mode: load_engine(source, Settings(), mode) for mode in ("fp32", *modes)}
     fp32 = embedders["fp32"]
-    passages = fp32.finish(fp32.tokenize(load_texts()), True)
-    queries = fp32.finish(fp32.tokenize(json.loads((DATA / "queries.json").read_text())["queries"]), True)
+    passages = fp32.inputs_for(load_texts())
+    queries = fp32.inputs_for(json.loads((DATA / "queries.json").read_text())["queries"])
     long = sorted((ids for ids in passages if len(ids) >= 128), key=len)
     short = sorted((ids for ids in passages if len(ids) <= 48), key=len)
     workloads = {"long": [long[i:i + BATCH] for i in range(0, len(long), BATCH)],

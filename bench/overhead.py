@@ -35,14 +35,14 @@ def measure_overhead(texts: list[str], quantize: str, threads: int, sizes: tuple
     for size in sizes:
         inputs = [texts[i % len(texts)] for i in range(size)]
         body = orjson.dumps({"input": inputs, "model": embedder.info.id})
-        sequences = embedder.finish(embedder.tokenize(inputs), True)
+        sequences = embedder.inputs_for(inputs)
         vectors = embedder.embed(sequences)
         width = max(map(len, sequences))
         states = torch.randn(size, width, embedder.info.dimensions)  # the pool's input for one padded batch
         mask = torch.ones(size, width, dtype=torch.int64)
         stages = {
             "parse": lambda: parse_request(body),
-            "tokenize": lambda: embedder.finish(embedder.tokenize(inputs), True),
+            "tokenize": lambda: embedder.inputs_for(inputs),
             "forward": lambda: embedder.embed(sequences),  # forward + pool; pool is subtracted below
             "pool": lambda: torch.nn.functional.normalize(embedder.pool(states, mask), dim=-1),
             "encode float": lambda: render_embeddings(vectors, "float", embedder.info.id, 0),

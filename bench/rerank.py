@@ -117,7 +117,7 @@ def measure_compact() -> list[list]:
     embedder = load_engine(resolve_model("", None), Settings(), "fp32")
 
     def embed(texts: list[str]) -> np.ndarray:
-        return embedder.embed(embedder.finish(embedder.tokenize(texts), True))
+        return embedder.embed(embedder.inputs_for(texts))
 
     passages = embed(load_texts())
     queries = embed(json.loads((DATA / "queries.json").read_text())["queries"])

@@ -26,10 +26,10 @@ def gemm_gflops(dtype, repeats: int = 10) -> tuple[float, float]:
     """GFLOP/s of 4096x384 by 1536x384 (the FFN's shape): F.linear, and the server's pre-packed oneDNN Linear."""
     import torch
 
-    from embedding_app.inference.prepacked_linear import Linear
+    from embedding_app.inference.prepacked_linear import PrepackedLinear
 
     x, w, b = torch.randn(4096, 384, dtype=dtype), torch.randn(1536, 384, dtype=dtype), torch.randn(1536, dtype=dtype)
-    prepacked = Linear(w, b)
+    prepacked = PrepackedLinear(w, b)
     rates = []
     for gemm in (prepacked.reference, prepacked):
         gemm(x)  # oneDNN builds its kernel for the shape on the first call
@@ -93,7 +93,7 @@ def measure_roofline(mode: str, requests: int, rounds: int) -> Roofline:
     torch.set_num_threads(1)
     embedder = load_engine(resolve_model("", None), Settings(), mode)
     texts, rng = load_texts(), random.Random(0)
-    batches = [embedder.finish(embedder.tokenize([rng.choice(texts) for _ in range(TEXTS_PER_REQUEST)]), True)
+    batches = [embedder.inputs_for([rng.choice(texts) for _ in range(TEXTS_PER_REQUEST)])
                for _ in range(requests)]
     variants = _variants(embedder, batches)
     dtype = torch.bfloat16 if mode == "bf16" else torch.float32

@@ -77,7 +77,7 @@ def test_shell_variables_override_env_file(compose):
 
 
 def test_every_server_setting_can_come_from_the_shell(compose):
-    read = set(re.findall(r'\benv(?:\.get\(|, )"([A-Z][A-Z0-9_]+)"', (ROOT / "embedding_app" / "config" / "settings.py").read_text()))
+    read = set(re.findall(r'\benv(?:\.get\(|, )"([A-Z][A-Z0-9_]+)"', "".join(path.read_text() for path in (ROOT / "embedding_app" / "config").glob("*.py"))))
     passed = set(compose_config(compose, **{key: "x" for key in read})["embedding"]["environment"])
     assert read - {"EMBEDDING_SERVER_HOST", "EMBEDDING_SERVER_PORT", "EMBEDDING_SERVER_HEALTH_PORT"} <= passed, \
         "add them to x-settings"

@@ -5,14 +5,8 @@ from __future__ import annotations
 import pytest
 from pydantic import BaseModel
 
-from embedding_app.api.schemas import (
-    EmbeddingResponse,
-    ErrorResponse,
-    Health,
-    ModelCard,
-    ModelList,
-    ServerInfo,
-)
+from embedding_app.api.model_schemas import Health, ModelCard, ModelList, ServerInfo
+from embedding_app.api.schemas import EmbeddingResponse, ErrorResponse
 
 
 def assert_matches(model: type[BaseModel], body: dict) -> None:
@@ -64,7 +58,7 @@ def assert_matches_omitting_none(model: type[BaseModel], body) -> None:
 
 
 def test_rag_bodies_match_their_models(rag_client):
-    from embedding_app.api.rag_schemas import (
+    from embedding_app.api.rag_responses import (
         CohereEmbedResponse,
         Detokenized,
         RerankResponse,

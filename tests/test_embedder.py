@@ -16,20 +16,20 @@ def cosine(a, b):
 
 
 def test_special_tokens_wrap_each_text(tiny_embedder):
-    [ids] = tiny_embedder.finish(tiny_embedder.tokenize(["hello world"]), truncate=True)
+    [ids] = tiny_embedder.inputs_for(["hello world"])
     assert ids == tiny_embedder.tokenizer("hello world")["input_ids"]
 
 
 def test_long_text_is_truncated_like_the_tokenizer(tiny_embedder):
     text = "word " * 100
-    [ids] = tiny_embedder.finish(tiny_embedder.tokenize([text]), truncate=True)
+    [ids] = tiny_embedder.inputs_for([text])
     assert len(ids) == TINY_MAX_TOKENS
     assert ids == tiny_embedder.tokenizer(text, truncation=True, max_length=TINY_MAX_TOKENS)["input_ids"]
 
 
 def test_long_text_is_rejected_when_truncation_is_off(tiny_embedder):
     with pytest.raises(InputError) as error:
-        tiny_embedder.finish(tiny_embedder.tokenize(["short", "word " * 100]), truncate=False)
+        tiny_embedder.add_special_tokens(tiny_embedder.tokenize(["short", "word " * 100]), truncate=False)
     assert error.value.index == 1
     assert str(TINY_MAX_TOKENS) in str(error.value)
 
@@ -47,21 +47,21 @@ def test_negative_id_is_out_of_vocabulary(tiny_embedder):
 
 def test_results_come_back_in_input_order(tiny_embedder):
     texts = ["a b c d e f g h", "x", "medium length text here", "y z"]
-    together = tiny_embedder.embed(tiny_embedder.finish(tiny_embedder.tokenize(texts), True))
+    together = tiny_embedder.embed(tiny_embedder.inputs_for(texts))
     for i, text in enumerate(texts):
-        alone = tiny_embedder.embed(tiny_embedder.finish(tiny_embedder.tokenize([text]), True))[0]
+        alone = tiny_embedder.embed(tiny_embedder.inputs_for([text]))[0]
         assert cosine(alone, together[i]) > 0.99999
 
 
 def test_vectors_are_unit_length(tiny_embedder):
-    vectors = tiny_embedder.embed(tiny_embedder.finish(tiny_embedder.tokenize(["one", "two three"]), True))
+    vectors = tiny_embedder.embed(tiny_embedder.inputs_for(["one", "two three"]))
     assert np.allclose(np.linalg.norm(vectors, axis=1), 1.0, atol=1e-5)
 
 
 def test_token_budget_splits_batches_without_changing_results(tiny_embedder, monkeypatch):
     from embedding_app.runtime import metrics
 
-    sequences = tiny_embedder.finish(tiny_embedder.tokenize([f"text number {i} " * (i % 5 + 1) for i in range(40)]), True)
+    sequences = tiny_embedder.inputs_for([f"text number {i} " * (i % 5 + 1) for i in range(40)])
     reference = tiny_embedder.embed(sequences)
     batches = []
     monkeypatch.setattr(tiny_embedder, "batch_tokens", 32)
@@ -77,7 +77,7 @@ def test_pool_type_setting_overrides_the_model_config(tiny_model_dir, tiny_embed
 
     assert tiny_embedder.info.pooling == "mean"  # from the copied 1_Pooling/config.json
     bos = load_engine(resolve_model(str(tiny_model_dir), None), Settings(pool_type="bos"), "fp32")
-    sequences = bos.finish(bos.tokenize(["pooling decides this vector"]), True)
+    sequences = bos.inputs_for(["pooling decides this vector"])
     assert bos.info.pooling == "bos"
     assert cosine(bos.embed(sequences)[0], tiny_embedder.embed(sequences)[0]) < 0.999
 
@@ -90,7 +90,7 @@ def test_max_tokens_per_input_lowers_but_never_raises_the_model_limit(tiny_model
 
     embedder = load_engine(resolve_model(str(tiny_model_dir), None), Settings(max_tokens_per_input=cap), "fp32")
     assert embedder.info.max_tokens == expected
-    [ids] = embedder.finish(embedder.tokenize(["word " * 100]), truncate=True)
+    [ids] = embedder.inputs_for(["word " * 100])
     assert len(ids) == expected
 
 

@@ -70,7 +70,7 @@ def test_the_layer_matches_a_float_reference_of_its_arithmetic_for_any_row_count
 def test_the_fast_kernel_and_its_slow_fallback_give_the_same_numbers(rows):
     weight, bias, outliers, states = problem(inputs=1536, outputs=384, rows=rows)
     fast, slow = Int8Linear(weight, bias, outliers), Int8Linear(weight, bias, outliers)
-    slow.packed = None  # what a CPU without the oneDNN kernel runs, at the same precision
+    slow.prepacked_weight = None  # what a CPU without the oneDNN kernel runs, at the same precision
     with torch.inference_mode():
         assert relative_error(fast(states), slow(states)) <= 1e-6
 
@@ -82,7 +82,7 @@ def test_without_onednn_int8_the_layer_runs_its_reference_and_stays_correct(monk
     weight, bias, outliers, states = problem()
     monkeypatch.setattr(torch.ops.onednn, "qlinear_prepack", missing)
     layer = Int8Linear(weight, bias, outliers)
-    assert layer.packed is None and "reference" in layer.kernel and layer.levels == PRECISIONS[0][0]
+    assert not layer.prepacked and "reference" in layer.kernel and layer.levels == PRECISIONS[0][0]
     with torch.inference_mode():
         assert_same_arithmetic(layer, states)
 
@@ -106,7 +106,7 @@ def test_a_kernel_that_saturates_gets_the_first_exact_precision(monkeypatch, ker
 def test_the_exactness_probe_matches_what_the_cpu_computes():
     weight, bias, outliers, _ = problem(inputs=1536, outputs=384)
     layer = Int8Linear(weight, bias, outliers)
-    if layer.packed is None:
+    if not layer.prepacked:
         pytest.skip("this torch has no oneDNN int8 kernel")
     worst = torch.where(layer.wq > 0, layer.levels, 0).to(torch.uint8)  # what the probe sends, at the chosen bits
     exact = worst.double() @ layer.wq.double().T
@@ -155,8 +155,8 @@ def test_the_packed_path_runs_every_matrix_multiplication_in_int8(minilm_model_a
     parts = [part for layer in packed.layers for part in layer.linears()]
     assert all(isinstance(part, Int8Linear) for part in parts)
     # oneDNN's int8 GEMM wherever this torch has it (at full precision or, without VNNI, at 7 bits).
-    has_kernel = Int8Linear(torch.randn(64, 64), None, torch.tensor([0])).packed is not None
-    assert all((part.packed is not None) == has_kernel for part in parts)
+    has_kernel = Int8Linear(torch.randn(64, 64), None, torch.tensor([0])).prepacked
+    assert all(part.prepacked == has_kernel for part in parts)
 
 
 def test_models_off_the_packed_path_get_int8_modules():
@@ -177,7 +177,7 @@ def test_models_off_the_packed_path_get_int8_modules():
 
 def test_availability_says_whether_the_fast_kernel_runs_at_full_precision(monkeypatch):
     layer = Int8Linear(torch.randn(64, 64), None, torch.tensor([0]))
-    assert int8_available() == (layer.packed is not None and layer.levels == 255)
+    assert int8_available() == (layer.prepacked and layer.levels == 255)
     monkeypatch.setattr(int8_linear.Int8Linear, "_exact", SATURATING["int16 pairs"])
     assert not int8_available()
     monkeypatch.setattr(int8_linear.Int8Linear, "_exact", lambda self, packed, levels: False)

@@ -17,7 +17,7 @@ from embedding_app.config.settings import Settings
 from embedding_app.inference import kernel_choice, loader
 from embedding_app.inference.choice_cache import ChoiceCache, cache_key
 from embedding_app.inference.kernel_choice import Choice, choose_kernels, pick
-from embedding_app.inference.prepacked_linear import linear
+from embedding_app.inference.prepacked_linear import fastest_linear
 from embedding_app.inference.quantize import candidates
 from harness.server import GunicornServer
 
@@ -31,7 +31,8 @@ def fake_times(winner: str):
 
 def layers() -> list:
     torch.manual_seed(0)
-    return [linear(nn.Linear(64, 96), "none"), linear(nn.Linear(64, 96), "none"), linear(nn.Linear(96, 64))]
+    return [fastest_linear(nn.Linear(64, 96), "none"), fastest_linear(nn.Linear(64, 96), "none"),
+            fastest_linear(nn.Linear(96, 64))]
 
 
 @pytest.mark.skipif(not torch.backends.mkldnn.is_available(), reason="torch built without oneDNN")
@@ -41,7 +42,7 @@ def test_each_shape_keeps_the_kernel_measured_faster(monkeypatch, winner):
     chosen = layers()
     kernels = choose_kernels(chosen, rows=32)
     assert kernels == {"float32 64x96 +gelu": winner, "float32 96x64": winner}
-    assert all((layer.packed is not None) == (winner == "onednn") for layer in chosen)
+    assert all(layer.prepacked == (winner == "onednn") for layer in chosen)
     states = torch.randn(5, 64)
     with torch.inference_mode():  # whichever kernel runs, the layer computes the same thing
         assert torch.allclose(chosen[0](states), chosen[0].reference(states), atol=1e-5)
@@ -88,7 +89,7 @@ def test_a_later_load_reads_the_cached_choice_without_measuring(monkeypatch, tin
     again = loader.load_engine(tiny_source, Settings(kernel_cache_dir=str(tmp_path)), "true")
     assert again.choice.cached and again.info.mode == first.info.mode
     assert again.choice.kernels == first.choice.kernels
-    assert [layer.packed is None for layer in again.linears()] == [layer.packed is None for layer in first.linears()]
+    assert [layer.prepacked for layer in again.linears()] == [layer.prepacked for layer in first.linears()]
 
 
 def test_the_cache_key_changes_with_what_changes_the_kernels(monkeypatch):

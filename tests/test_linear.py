@@ -5,7 +5,7 @@ import torch
 from torch import nn
 
 from embedding_app.inference import prepacked_linear as linear_module
-from embedding_app.inference.prepacked_linear import linear
+from embedding_app.inference.prepacked_linear import fastest_linear
 
 needs_onednn = pytest.mark.skipif(not torch.backends.mkldnn.is_available(), reason="torch built without oneDNN")
 
@@ -29,9 +29,9 @@ def relative_error(got: torch.Tensor, expected: torch.Tensor) -> float:
 @pytest.mark.parametrize("gelu", [None, "none", "tanh"])
 def test_packed_linear_matches_f_linear_for_any_row_count(dtype, bound, gelu):
     module = layer(dtype)
-    fast = linear(module, gelu)
+    fast = fastest_linear(module, gelu)
     # The oneDNN path where this CPU has it, F.linear where it has not (bf16 on an AVX2-only CPU): both checked.
-    assert (fast.packed is not None) == can_prepack(dtype)
+    assert fast.prepacked == can_prepack(dtype)
     with torch.inference_mode():
         for rows in (1, 7, 300, 2500):
             states = torch.randn(rows, 384).to(dtype)
@@ -44,8 +44,8 @@ def test_packed_linear_matches_f_linear_for_any_row_count(dtype, bound, gelu):
 def test_a_kernel_that_disagrees_at_load_falls_back_to_f_linear(monkeypatch):
     monkeypatch.setitem(linear_module.TOLERANCE, torch.float32, -1.0)  # no result can agree
     module = layer(torch.float32, 64, 32)
-    fast = linear(module, "none")
-    assert fast.packed is None
+    fast = fastest_linear(module, "none")
+    assert not fast.prepacked
     states = torch.randn(5, 64)
     with torch.inference_mode():
         assert torch.equal(fast(states), torch.nn.functional.gelu(module(states)))
@@ -55,8 +55,8 @@ def test_a_kernel_that_disagrees_at_load_falls_back_to_f_linear(monkeypatch):
 def test_a_quantized_layer_runs_as_its_own_module():
     module = torch.ao.quantization.quantize_dynamic(nn.Sequential(layer(torch.float32, 64, 32)), {nn.Linear},
                                                     dtype=torch.qint8)[0]
-    fast = linear(module, "tanh")
-    assert fast.packed is None
+    fast = fastest_linear(module, "tanh")
+    assert not fast.prepacked
     states = torch.randn(5, 64)
     with torch.inference_mode():
         assert torch.equal(fast(states), torch.nn.functional.gelu(module(states), approximate="tanh"))

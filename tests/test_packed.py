@@ -4,7 +4,8 @@ import numpy as np
 import pytest
 import torch
 
-from embedding_app.config.settings import POOL_TYPES, Settings
+from embedding_app.config.choices import POOL_TYPES
+from embedding_app.config.settings import Settings
 from embedding_app.inference.batching import padded_batches
 from embedding_app.inference.embedder import Embedder
 from embedding_app.inference.loader import load_engine
@@ -32,7 +33,7 @@ def min_cosine(a: np.ndarray, b: np.ndarray) -> float:
 def test_packed_matches_transformers_on_the_tiny_model(tiny_model_dir, pooling):
     embedder = load_engine(resolve_model(str(tiny_model_dir), None), Settings(pool_type=pooling), "fp32")
     assert embedder.packed is not None
-    sequences = embedder.finish(embedder.tokenize(TEXTS), True)
+    sequences = embedder.inputs_for(TEXTS)
     with torch.inference_mode():
         assert min_cosine(embedder.embed(sequences), hf_pooled(embedder, sequences)) >= 0.99999
 
@@ -41,7 +42,7 @@ def test_packed_matches_transformers_on_the_tiny_model(tiny_model_dir, pooling):
 def test_packed_matches_transformers_on_minilm(minilm_dir, texts, mode, bound):
     embedder = load_engine(resolve_model(str(minilm_dir), None), Settings(), mode)
     assert embedder.packed is not None
-    sequences = embedder.finish(embedder.tokenize(texts[:48]), True)
+    sequences = embedder.inputs_for(texts[:48])
     with torch.inference_mode():
         assert min_cosine(embedder.embed(sequences), hf_pooled(embedder, sequences)) >= bound
 
@@ -89,7 +90,7 @@ def test_unsupported_architecture_uses_padded_batches_with_the_same_results(robe
 
     embedder = load_engine(resolve_model(str(roberta_dir), None), Settings(), "fp32")
     assert embedder.packed is None and "roberta" in embedder.fallback
-    sequences = embedder.finish(embedder.tokenize(TEXTS), True)
+    sequences = embedder.inputs_for(TEXTS)
     padding = []
     monkeypatch.setattr(metrics, "record_batch", lambda size, pad: padding.append(pad))
     with torch.inference_mode():
@@ -105,7 +106,7 @@ def test_the_load_log_says_how_many_matrix_multiplications_run_pre_packed(tiny_m
     layers = embedder.linears()
     onednn = [layer for layer in layers if embedder.choice.kernels.get(layer.shape) == "onednn"]
     assert len(layers) == 4 * embedder.model.config.num_hidden_layers
-    assert all(layer.packed is not None for layer in onednn)  # the kernel measured faster is the one that runs
+    assert all(layer.prepacked for layer in onednn)  # the kernel measured faster is the one that runs
     assert embedder.describe_path() == (
         f"packed batches, {len(onednn)} of {len(layers)} matrix multiplications pre-packed for oneDNN")
     assert f"0 of {len(layers)}" in load_engine(source, Settings(), "int8-dynamic").describe_path()  # torch modules
@@ -115,5 +116,5 @@ def test_a_roberta_style_model_takes_inputs_as_long_as_its_positions_allow(rober
     # RoBERTa numbers positions from pad_token_id + 1: of its 80 position embeddings, 79 hold tokens here.
     embedder = load_engine(resolve_model(str(roberta_dir), None), Settings(), "fp32")
     assert embedder.info.max_tokens == 80 - 1
-    [longest] = embedder.finish(embedder.tokenize(["word " * 200]), True)
+    [longest] = embedder.inputs_for(["word " * 200])
     assert len(longest) == 79 and embedder.embed([longest]).shape == (1, 32)

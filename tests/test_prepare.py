@@ -46,7 +46,7 @@ def test_prepare_refuses_a_non_empty_directory_without_force(tiny_model_dir, tmp
 def test_bf16_stored_model_serves_like_bf16_at_load(tiny_model_dir, tmp_path, tiny_embedder):
     half = prepare(str(tiny_model_dir), tmp_path / "half", quantize="bf16")
     assert (half / "model.safetensors").stat().st_size < 0.6 * (tiny_model_dir / "model.safetensors").stat().st_size
-    ids = tiny_embedder.finish(tiny_embedder.tokenize(["prepared once", "loaded by every worker"]), True)
+    ids = tiny_embedder.inputs_for(["prepared once", "loaded by every worker"])
     original = load_engine(resolve_model(str(tiny_model_dir), None), Settings(), "bf16").embed(ids)
     stored = load_engine(resolve_model(str(half), None), Settings(), "bf16").embed(ids)
     np.testing.assert_allclose(stored, original, atol=1e-6)

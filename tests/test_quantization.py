@@ -4,8 +4,12 @@ import json
 
 import pytest
 
-from embedding_app.config.choices import FAITHFUL_MODES, UNFAITHFUL_MODES
-from embedding_app.config.settings import QUANTIZE_MODES, Settings
+from embedding_app.config.choices import (
+    FAITHFUL_MODES,
+    QUANTIZE_MODES,
+    UNFAITHFUL_MODES,
+)
+from embedding_app.config.settings import Settings
 from embedding_app.inference.quantize import candidates
 from harness.quality import measure_fidelity
 
@@ -47,7 +51,7 @@ def fp32(minilm_source):
 def sequences(fp32, texts):
     """Passages (tests/data/texts.json) and queries (tests/data/queries.json) as finished token ids."""
     queries = json.loads((DATA / "queries.json").read_text())["queries"]
-    return fp32.finish(fp32.tokenize(texts), True), fp32.finish(fp32.tokenize(queries), True)
+    return fp32.inputs_for(texts), fp32.inputs_for(queries)
 
 
 @pytest.fixture(scope="module")

@@ -74,7 +74,7 @@ def test_truncate_none_refuses_start_keeps_the_end(rag_client, tiny_embedder):
     error = rag_client.post("/v2/embed", json={"texts": ["ok", long], "truncate": "NONE"}).get_json()["error"]
     assert error["param"] == "texts[1]"
     start = post(rag_client, "/v2/embed", texts=[long], truncate="START")["embeddings"]["float"]
-    ids = tiny_embedder.tokenize([long], whole=True)[0][-tiny_embedder.room:]
+    ids = tiny_embedder.tokenize([long], whole=True)[0][-tiny_embedder.max_text_tokens:]
     assert np.allclose(start, openai_vectors(rag_client, [ids]), atol=1e-6)
 
 
@@ -159,9 +159,8 @@ def test_int8_keeps_float_top10_retrieval_on_real_texts(minilm_dir, texts):
     from .conftest import DATA
 
     embedder = load_engine(resolve_model(str(minilm_dir), None), Settings(), "fp32")
-    passages = embedder.embed(embedder.finish(embedder.tokenize(texts), True))
-    queries = embedder.embed(embedder.finish(embedder.tokenize(json.loads((DATA / "queries.json").read_text())[
-        "queries"]), True))
+    passages = embedder.embed(embedder.inputs_for(texts))
+    queries = embedder.embed(embedder.inputs_for(json.loads((DATA / "queries.json").read_text())["queries"]))
     int8_queries, int8_passages = to_int8(queries).astype(np.int32), to_int8(passages).astype(np.int32)
     ranked = np.argsort(-(int8_queries @ int8_passages.T), axis=1, kind="stable")[:, :10]
     assert overlap(top_k(queries, passages), ranked) >= 0.97

@@ -5,15 +5,15 @@ from pathlib import Path
 
 import pytest
 
+from embedding_app.config.env_file import read_env_file
+from embedding_app.config.keys import exposure_warnings
+from embedding_app.config.models import DEFAULT_MODEL_ID, ModelSpec
 from embedding_app.config.settings import (
     Settings,
     SettingsError,
-    exposure_warnings,
     load_settings,
-    read_env_file,
     settings_from_env,
 )
-from embedding_app.inference.model_source import DEFAULT_MODEL_ID, ModelSpec
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -269,7 +269,7 @@ def test_a_key_added_at_the_top_of_the_shipped_env_file_is_required(tmp_path):
 def test_known_keys_lists_every_key_settings_reads():
     from embedding_app.config.settings import known_keys
 
-    source = (ROOT / "embedding_app" / "config" / "settings.py").read_text()
+    source = "".join(path.read_text() for path in (ROOT / "embedding_app" / "config").glob("*.py"))
     read = set(re.findall(r'\benv(?:\.get\(|, )"([A-Z][A-Z0-9_]+)"', source))
     assert {"API_KEY", "API_KEY_FILE", "SERVED_MODEL_NAME", "MODEL_PROMPTS"} <= read == set(known_keys())
 
@@ -300,3 +300,17 @@ def test_api_key_file_that_holds_no_key_stops_the_start_up(tmp_path, content, en
         settings_from_env({"API_KEY_FILE": str(path), **env})
     for word in words:
         assert word in str(error.value)
+
+
+def test_the_proxy_defaults_the_settings_it_shares_with_the_server_to_the_server_defaults():
+    script = (ROOT / "deploy" / "nginx" / "start.sh").read_text()
+    defaults = {name: int(value) for name, value in re.findall(r'integer (\w+) "\$\{\1:-\}" (\d+) ', script)}
+    server = settings_from_env({})
+    shared = {"MAX_REQUEST_BYTES": server.max_request_bytes, "EMBEDDING_SERVER_TIMEOUT": server.timeout,
+              "EMBEDDING_SERVER_WORKERS": server.workers}
+    assert {name: defaults.get(name) for name in shared} == shared
+
+
+def test_the_shipped_env_file_restates_no_default():
+    values, _ = read_env_file(str(ROOT / ".env"), {})
+    assert {key: value for key, value in values.items() if value} == {}  # the defaults live in the code only

@@ -92,7 +92,7 @@ def test_embedder_tokenizes_a_huge_text_only_as_far_as_it_keeps(tiny_embedder, m
     counting = CountingTokenizer(tiny_embedder.tokenizer)
     monkeypatch.setattr(tiny_embedder, "tokenizer", counting)
     ids = tiny_embedder.tokenize(["word " * 1_700_000, "short text"])
-    assert len(ids[0]) > tiny_embedder.room and ids[1] == full(counting.tokenizer, "short text")
+    assert len(ids[0]) > tiny_embedder.max_text_tokens and ids[1] == full(counting.tokenizer, "short text")
     assert counting.characters < 10_000
 
 

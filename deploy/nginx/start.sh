@@ -2,7 +2,9 @@
 # Render the nginx configuration from the environment (the server's own settings where they overlap), then run nginx.
 set -eu
 
-# Empty means the default, as in the server's settings.
+# Empty means the default. The settings shared with the server (MAX_REQUEST_BYTES, EMBEDDING_SERVER_TIMEOUT and
+# _WORKERS) default to the server's values (embedding_app/config/settings.py; this image does not hold the server's
+# code): tests/test_settings.py checks the copies below against them. The PROXY_* defaults live here only.
 fail() { echo "proxy: $*" >&2; exit 2; }
 integer() {  # integer NAME VALUE DEFAULT MINIMUM: VALUE, or DEFAULT when empty; else a message naming NAME
     value=${2:-$3}

@@ -1,23 +1,25 @@
-"""The OpenAPI paths of the RAG routes (rerank, Cohere and TEI embed, tokenize), from the models of rag_schemas.py."""
+"""The OpenAPI paths of the RAG routes (rerank, Cohere and TEI embed, tokenize), from the models of rag_schemas.py and rag_responses.py."""
 
 from __future__ import annotations
 
 from pydantic import BaseModel
 
-from .rag_schemas import (
-    CohereEmbedRequest,
+from .rag_responses import (
     CohereEmbedResponse,
     Detokenized,
+    RerankResponse,
+    TeiRank,
+    TeiToken,
+    VllmTokens,
+)
+from .rag_schemas import (
+    CohereEmbedRequest,
     DetokenizeRequest,
     RerankRequest,
-    RerankResponse,
     TeiEmbedRequest,
-    TeiRank,
     TeiRerankRequest,
-    TeiToken,
     TeiTokenizeRequest,
     VllmTokenizeRequest,
-    VllmTokens,
 )
 
 MODELS = [RerankRequest, TeiRerankRequest, RerankResponse, TeiRank, CohereEmbedRequest, CohereEmbedResponse,

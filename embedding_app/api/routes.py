@@ -12,8 +12,8 @@ from embedding_app.runtime.registry import get_registry
 
 from .deadline import START_HEADER, Budget, parse_start
 from .errors import ApiError
+from .model_schemas import Compute, ModelCard, ModelList
 from .parsing import parse_request
-from .schemas import Compute, ModelCard, ModelList
 from .service import embed_request, find_model
 
 bp = Blueprint("openai", __name__)

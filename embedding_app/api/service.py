@@ -16,17 +16,12 @@ from embedding_app.runtime import metrics, status_board, thread_budget
 from .deadline import Budget, record_speed
 from .encoding import render_embeddings, shorten
 from .errors import ApiError
-from .schemas import EmbeddingRequest
+from .schemas import INPUT_TYPE_PROMPTS, EmbeddingRequest
 
 if TYPE_CHECKING:  # the runtime's models hold torch objects; the request path above them never needs torch
     from embedding_app.inference.model_source import ModelSource
     from embedding_app.runtime.registry import Registry, ServedModel
 
-# input_type -> the prompt names it looks for, first found wins (e5 calls its document prompt "passage"). None found:
-# no prompt, not the default one, as sentence-transformers' encode_query / encode_document do for an absent prompt.
-INPUT_TYPE_PROMPTS = {"query": ("query",), "document": ("document", "passage", "corpus"),
-                      "classification": ("classification",), "clustering": ("clustering",)}
-INPUT_TYPE_PROMPTS["passage"] = INPUT_TYPE_PROMPTS["document"]
 TASK_ROUTES = {"embed": "/v1/embeddings, /v2/embed or /embed", "rerank": "/v1/rerank, /v2/rerank or /rerank"}
 
 
@@ -116,7 +111,7 @@ def _sequences(inputs: Inputs, prompt: str, model: ServedModel, truncation: Trun
         else:  # token ids are the model's input as they are: no prompt
             ids = inputs.items
             embedder.check_ids(ids)
-        return embedder.finish_counted(ids, truncation.enabled, truncation.from_start, truncation.limit)
+        return embedder.add_special_tokens(ids, truncation.enabled, truncation.from_start, truncation.limit)
     except InputError as exc:
         param = param if inputs.single else f"{param}[{exc.index}]"
         raise ApiError(400, f"Invalid {param}: {exc}", param=param, code="invalid_input") from None

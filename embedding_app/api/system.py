@@ -10,7 +10,7 @@ from prometheus_client import CONTENT_TYPE_LATEST
 from embedding_app.runtime import metrics
 from embedding_app.runtime.registry import Registry, ServedModel, get_registry
 
-from .schemas import Compute, Health, ModelHealth, ServerInfo
+from .model_schemas import Compute, Health, ModelHealth, ServerInfo
 
 bp = Blueprint("system", __name__)
 

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-# Padded path: at most 10 % padded tokens per batch (measured in BENCHMARKS.md: tighter groups of short texts
-# lose more to per-call overhead than they save), plus a few tokens so that nearly equal short texts share a batch.
+# Padded path: at most 10 % padded tokens per batch (BENCHMARKS.md, "Padding-free batches: how they work": tighter
+# groups of short texts lose more to per-call overhead than they save), plus a few tokens so that nearly equal short texts share a batch.
 PADDED_SLACK = 1.10
 PADDED_FLOOR = 64
 # Bounds a padded batch's attention and pooling tensors; the packed path has no such cost per input.

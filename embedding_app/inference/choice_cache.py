@@ -17,13 +17,13 @@ from contextlib import contextmanager
 from dataclasses import asdict
 from pathlib import Path
 
+from embedding_app.config.settings import kernel_environment
+
 from .kernel_choice import Choice
 
 log = logging.getLogger(__name__)
 VERSION = 1  # bump when the probe or the candidates change meaning: older entries are then ignored
 LOCK_WAIT = 60  # seconds a worker waits for another one's probe before probing without the cache
-# Environment variables that change which kernels torch and oneDNN run, and so the right choice.
-KERNEL_ENV = ("ONEDNN_MAX_CPU_ISA", "ATEN_CPU_CAPABILITY", "DNNL_MAX_CPU_ISA", "MKL_ENABLE_INSTRUCTIONS")
 
 
 def cpu_identity() -> str:
@@ -42,7 +42,7 @@ def cache_key(*parts: object) -> str:
     import torch
 
     identity = [VERSION, cpu_identity(), torch.__version__, torch.get_num_threads(),
-                {name: os.environ.get(name, "") for name in KERNEL_ENV}, *parts]
+                kernel_environment(), *parts]
     return hashlib.sha256(json.dumps(identity, sort_keys=True, default=str).encode()).hexdigest()[:32]
 
 

@@ -19,32 +19,32 @@ class Embedder(Encoder):
     def __init__(self, model, tokenizer, info: ModelInfo, normalize: bool, batch_tokens: int):
         super().__init__(model, tokenizer, info, batch_tokens)
         self.normalize = normalize
-        self.room = info.max_tokens - len(self.prefix) - len(self.suffix)
         self.pool = POOLERS[info.pooling]
         self.pool_packed = PACKED_POOLERS[info.pooling]
 
-    def finish(self, sequences: list[list[int]], truncate: bool) -> list[list[int]]:
-        """Add the model's special tokens, truncating (or rejecting) inputs longer than the model takes."""
-        return self.finish_counted(sequences, truncate)[0]
+    def inputs_for(self, texts: list[str]) -> list[list[int]]:
+        """The model's input for each text: tokenized, cut to fit, between the model's special tokens."""
+        return self.add_special_tokens(self.tokenize(texts), truncate=True)[0]
 
-    def finish_counted(self, sequences: list[list[int]], truncate: bool, from_start: bool = False,
-                       limit: int | None = None) -> tuple[list[list[int]], int]:
-        """finish, plus how many inputs were truncated (the API reports it: truncation is otherwise silent)."""
+    def add_special_tokens(self, sequences: list[list[int]], truncate: bool, from_start: bool = False,
+                           limit: int | None = None) -> tuple[list[list[int]], int]:
+        """Sequences between the model's special tokens, cut (or rejected, unless truncate) where longer than the
+        model takes, and how many were cut (the API reports it: truncation is otherwise silent)."""
         finished = []
         truncated = 0
-        room = self.room
+        most = self.max_text_tokens
         for index, ids in enumerate(sequences):
             if limit and len(ids) > limit:  # the request's own cap always cuts, whatever its truncation says
                 ids = cut(ids, limit, from_start)
                 truncated += 1
-            if len(ids) > room:
+            if len(ids) > most:
                 if not truncate:
                     # "at least": tokenize() stops counting a long text soon after the limit.
                     count = len(ids) + len(self.prefix) + len(self.suffix)
                     raise InputError(index, f"input has at least {count} tokens, more than the limit of "
                                             f"{self.info.max_tokens} per input "
                                             "(the model's maximum or MAX_TOKENS_PER_INPUT), and truncation is off")
-                ids = cut(ids, room, from_start)
+                ids = cut(ids, most, from_start)
                 truncated += 1
             finished.append(self.prefix + list(ids) + self.suffix)
         return finished, truncated

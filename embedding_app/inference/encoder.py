@@ -12,7 +12,7 @@ from . import tokens
 from .batching import packed_chunks, padded_batches
 from .inputs import InputError
 from .kernel_choice import Choice
-from .packed_bert import PackedBert, supported
+from .packed_bert import PackedBert, unsupported_reason
 
 # Out-of-vocabulary ids nearly always come from one client; say how to fix it rather than just refuse.
 TIKTOKEN_HINT = ("Token ids must be this model's own ids. LangChain's OpenAIEmbeddings sends OpenAI tiktoken ids "
@@ -52,10 +52,10 @@ class Encoder:
         self.batch_tokens = batch_tokens
         self.pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
         self.prefix, self.suffix = special_affixes(tokenizer)  # around a single text
-        self.room = info.max_tokens - len(self.prefix) - len(self.suffix)  # tokens left for text (a pair: less)
+        self.max_text_tokens = info.max_tokens - len(self.prefix) - len(self.suffix)  # left for text (a pair: less)
         body = model if body is None else body  # the encoder stack (a head model keeps it in e.g. .bert)
         # BERT encoders run padding-free (embedding_app/inference/packed_bert.py); other architectures run padded batches.
-        self.fallback = fallback or supported(body)
+        self.fallback = fallback or unsupported_reason(body)
         self.packed = PackedBert(body) if self.fallback is None else None
         self.choice: Choice | None = None  # how the loader chose the mode and kernels (reported by /health)
 
@@ -63,7 +63,7 @@ class Encoder:
         """Which forward this model takes, for the load log line."""
         if not self.packed:
             return f"padded batches: {self.fallback}"
-        done, total = self.packed.prepacked()
+        done, total = self.packed.prepacked_count()
         return f"packed batches, {done} of {total} matrix multiplications pre-packed for oneDNN"
 
     def linears(self) -> list:
@@ -71,10 +71,10 @@ class Encoder:
         return [part for layer in self.packed.layers for part in layer.linears()] if self.packed else []
 
     def tokenize(self, texts: list[str], whole: bool = False) -> list[list[int]]:
-        """Token ids of each text without special tokens; one longer than room may stop past room unless whole."""
+        """Token ids of each text without special tokens; one longer than max_text_tokens may stop past it unless whole."""
         # Only a prefix of a long text is tokenized: an 8 MB string costs what its first tokens cost. Truncation
         # that drops the start needs the end, so whole texts.
-        return tokens.tokenize(self.tokenizer, texts, sys.maxsize if whole else self.room)
+        return tokens.tokenize(self.tokenizer, texts, sys.maxsize if whole else self.max_text_tokens)
 
     def check_ids(self, sequences: list[list[int]]) -> None:
         """Raise InputError for the first token id outside the model's vocabulary."""

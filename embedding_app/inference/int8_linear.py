@@ -4,8 +4,8 @@ y[i] = s[i] * ((q[i] @ wq.T) * w_scale + [x_out[i] / s[i], 1 / s[i], -z[i]] @ [w
 q = per-token asymmetric uint8 of x with the outlier columns zeroed (scale s, zero point z); c = w_scale * row sums
 of wq (the zero points' share). The few outlier columns, the bias and the zero-point correction ride in one small
 fp32 GEMM; oneDNN's int8 GEMM (torch.ops.onednn.qlinear_pointwise: exact int32 sums, per-channel scale fused)
-adds into its output in place, and one pass applies the per-token scale. Measured (BENCHMARKS.md, "Faithful
-int8"): per-token scales alone give all-MiniLM-L6-v2 min cosine 0.9974 to fp32, 24 outlier columns 0.9994.
+adds into its output in place, and one pass applies the per-token scale. Per-token scales alone fall short of min
+cosine 0.999 to fp32 on all-MiniLM-L6-v2; the outlier columns reach it (BENCHMARKS.md, "Faithful int8").
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ import logging
 
 import torch
 
-from .prepacked_linear import Linear
+from .prepacked_linear import LinearLayer, PrepackedLinear
 
 log = logging.getLogger(__name__)
 # (activation, weight) levels, best first. Without VNNI, x86 int8 kernels add pairs of u8 x s8 products in int16
@@ -61,7 +61,7 @@ def _warn_slow() -> None:
     log.warning("oneDNN int8 GEMM unavailable or not exact on this CPU: int8 runs its slow fp32 reference")
 
 
-class Int8Linear:
+class Int8Linear(LinearLayer):
     """x @ weight.T + bias in int8 with outlier columns kept fp32, then GELU when gelu is its approximation."""
 
     def __init__(self, weight: torch.Tensor, bias: torch.Tensor | None, outliers: torch.Tensor,
@@ -72,11 +72,10 @@ class Int8Linear:
         self.bias = torch.zeros(weight.shape[0]) if bias is None else bias.detach().float()
         self.outliers, self.gelu = outliers.long(), gelu
         self.w_zero = torch.zeros(weight.shape[0], dtype=torch.int64)
-        self.packed = None
         self.kernel = "int8 arithmetic in fp32 (slow reference)"
         for levels, weight_levels in PRECISIONS:
             self._quantize_weight(weight, weight_levels)
-            if self._pack(levels):
+            if self._prepack(levels):
                 break
         else:
             _warn_slow()
@@ -90,7 +89,7 @@ class Int8Linear:
         # The fp32 side GEMM's columns: the outliers, the bias, and the zero points' share (w_scale * row sums of wq).
         correction = self.w_scale * self.wq.sum(dim=1, dtype=torch.float32)
         self.extra_weight = torch.cat([weight[:, self.outliers], self.bias[:, None], correction[:, None]], dim=1)
-        self.extra = Linear(self.extra_weight, None)  # fp32, pre-packed for oneDNN where it agrees
+        self.extra = PrepackedLinear(self.extra_weight, None)  # fp32, pre-packed for oneDNN where it agrees
 
     def __call__(self, states: torch.Tensor) -> torch.Tensor:
         outliers = states[:, self.outliers]
@@ -102,27 +101,27 @@ class Int8Linear:
             states.index_copy_(1, self.outliers, outliers)
         inverse = scale.reciprocal()
         out = self.extra(torch.cat([outliers.mul_(inverse[:, None]), inverse[:, None], -zero[:, None]], dim=1))
-        if self.packed is None:
+        if self.prepacked_weight is None:
             out.add_(self.int_gemm(values))
         else:  # oneDNN adds its result into out in place ("sum"): no second output-sized buffer
-            torch.ops.onednn.qlinear_pointwise.binary(values, 1.0, 0, self.packed, self.w_scale, self.w_zero, out,
+            torch.ops.onednn.qlinear_pointwise.binary(values, 1.0, 0, self.prepacked_weight, self.w_scale, self.w_zero, out,
                                                       None, 1.0, 0, torch.float32, 1.0, 0, "sum", 1.0, "none", [], "")
         out.mul_(scale[:, None])
         return torch.ops.aten.gelu_(out, approximate=self.gelu) if self.gelu else out
 
     def int_gemm(self, values: torch.Tensor) -> torch.Tensor:
-        """values @ wq.T * w_scale: oneDNN's int8 GEMM (exact int32 sums) when packed, else fp32 arithmetic."""
-        if self.packed is None:
+        """values @ wq.T * w_scale: oneDNN's int8 GEMM (exact int32 sums) when pre-packed, else fp32 arithmetic."""
+        if self.prepacked_weight is None:
             return (values.float() @ self.wq.float().T).mul_(self.w_scale)
-        return torch.ops.onednn.qlinear_pointwise(values, 1.0, 0, self.packed, self.w_scale, self.w_zero, None,
+        return torch.ops.onednn.qlinear_pointwise(values, 1.0, 0, self.prepacked_weight, self.w_scale, self.w_zero, None,
                                                   1.0, 0, torch.float32, "none", [], "")
 
-    def _pack(self, levels: int) -> bool:
+    def _prepack(self, levels: int) -> bool:
         """Pre-pack the weight for oneDNN's int8 GEMM if it sums exactly here with activations in 0..levels."""
         try:
-            packed = torch.ops.onednn.qlinear_prepack(self.wq, None)
-            if self._exact(packed, levels):
-                self.packed, self.levels = packed, levels
+            prepacked = torch.ops.onednn.qlinear_prepack(self.wq, None)
+            if self._exact(prepacked, levels):
+                self.prepacked_weight, self.levels = prepacked, levels
                 bits = int(self.wq.abs().max()).bit_length() + 1
                 self.kernel = f"oneDNN int8 u8 x s8 ({levels.bit_length()}-bit activations, {bits}-bit weights)"
                 return True
@@ -130,14 +129,14 @@ class Int8Linear:
             log.info("oneDNN int8 linear unavailable: %s", exc)
         return False
 
-    def _exact(self, packed: torch.Tensor, levels: int) -> bool:
+    def _exact(self, prepacked: torch.Tensor, levels: int) -> bool:
         """Whether oneDNN's sums match exact ones on worst cases (saturating int16 pairs fail) and random inputs."""
         # Row j of the probe drives output j to its largest sum; 64 outputs suffice (a saturating kernel fails on
         # nearly every one) and keep the float64 check cheap at load.
         worst = torch.where(self.wq[:PROBE_ROWS] > 0, levels, 0).to(torch.uint8)
         probe = torch.cat([worst, torch.randint(0, levels + 1, (7, self.wq.shape[1]), dtype=torch.uint8,
                                                 generator=torch.Generator().manual_seed(0))])
-        got = torch.ops.onednn.qlinear_pointwise(probe, 1.0, 0, packed, torch.ones_like(self.w_scale), self.w_zero,
+        got = torch.ops.onednn.qlinear_pointwise(probe, 1.0, 0, prepacked, torch.ones_like(self.w_scale), self.w_zero,
                                                  None, 1.0, 0, torch.float32, "none", [], "")
         exact = probe.double() @ self.wq.double().T
         return bool(((got.double() - exact).abs() <= exact.abs() * 2.0 ** -23).all())  # fp32 output rounding only

@@ -10,9 +10,8 @@ from torch import nn
 from .int8_linear import Int8Linear
 
 CALIBRATION = Path(__file__).with_name("calibration.txt")  # varied prose, code, numbers; not the test texts
-# Input columns per Linear kept in fp32. Measured on tests/data (BENCHMARKS.md, "Faithful int8"): min / mean cosine
-# 0 -> 0.9974 / 0.9990, 4 -> 0.9991 / 0.99964, 16 -> 0.9994 / 0.99970, 24 -> 0.9994 / 0.99971 (top-10 0.990 vs
-# 0.985 at 16); the fp32 side GEMM they ride in is bound by writing its output, not by their count.
+# Input columns per Linear kept in fp32 (fidelity by column count: BENCHMARKS.md, "Faithful int8"); more cost little:
+# the fp32 side GEMM they ride in is bound by writing its output, not by their count.
 OUTLIER_COLUMNS = 24
 
 

@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .prepacked_linear import Linear
+from .prepacked_linear import PrepackedLinear
 
 log = logging.getLogger(__name__)
 PROBE_TEXTS = (Path(__file__).parent / "data" / "probe.txt").read_text(encoding="utf-8").splitlines()
@@ -72,7 +72,7 @@ def choose_kernels(layers: list, rows: int) -> dict[str, str]:
     """For each distinct shape, keep the faster of pre-packed oneDNN and F.linear on rows x in_features inputs."""
     groups: dict[str, list] = {}
     for layer in layers:
-        if isinstance(layer, Linear) and layer.packed is not None:  # only a layer that can run both ways has a choice
+        if isinstance(layer, PrepackedLinear) and layer.prepacked:  # only a layer that can run both ways has a choice
             groups.setdefault(layer.shape, []).append(layer)
     kernels = {}
     for shape, same in groups.items():
@@ -93,7 +93,7 @@ def _kernel_times(layer, rows: int) -> dict[str, float]:
 def use_kernels(layers: list, kernels: dict[str, str]) -> None:
     """Drop the pre-packed weight of every layer whose shape should run F.linear."""
     for layer in layers:
-        if isinstance(layer, Linear) and layer.packed is not None and kernels.get(layer.shape) == "F.linear":
+        if isinstance(layer, PrepackedLinear) and layer.prepacked and kernels.get(layer.shape) == "F.linear":
             layer.use_reference()
 
 

@@ -85,9 +85,9 @@ class EngineBuilder:
             engine = Reranker(model, self.tokenizer, info, settings.batch_tokens)
         else:
             engine = Embedder(model, self.tokenizer, info, settings.normalize, settings.batch_tokens)
-        if engine.room < (2 if rerank else 1):
+        if engine.max_text_tokens < (2 if rerank else 1):
             raise ValueError(f"MAX_TOKENS_PER_INPUT={settings.max_tokens_per_input} leaves no room for text: the model "
-                             f"adds {info.max_tokens - engine.room} special tokens to every input")
+                             f"adds {info.max_tokens - engine.max_text_tokens} special tokens to every input")
         return engine
 
 
@@ -98,7 +98,7 @@ def probe(engine: Encoder) -> tuple[Callable[[], np.ndarray], int]:
     if isinstance(engine, Reranker):
         pairs = [engine.pairs(text, [texts[(i + 1) % len(texts)]], truncate=True)[0][0] for i, text in enumerate(texts)]
         return (lambda: engine.score(pairs)), sum(len(ids) for ids, _ in pairs)
-    sequences = engine.finish(texts, truncate=True)
+    sequences = engine.add_special_tokens(texts, truncate=True)[0]
     return (lambda: engine.embed(sequences)), sum(map(len, sequences))
 
 

@@ -11,8 +11,9 @@ import logging
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
+from embedding_app.config.models import DEFAULT_MODEL_ID, ModelSpec, served_name_for
+
 log = logging.getLogger(__name__)
-DEFAULT_MODEL_ID = "all-MiniLM-L6-v2"
 DEFAULT_HUB_ID = "sentence-transformers/all-MiniLM-L6-v2"
 # The packaged model's own names load the packaged copy (the same files): no download, and it works offline.
 PACKAGED_NAMES = (DEFAULT_MODEL_ID, DEFAULT_HUB_ID)
@@ -22,18 +23,6 @@ HUB_FILES = ["*.json", "*.safetensors", "*.txt", "*.model", "tokenizer*", "1_Poo
 
 class ModelSourceError(RuntimeError):
     """The configured model cannot be found or is not a usable model directory."""
-
-
-@dataclass(frozen=True)
-class ModelSpec:
-    """One model as configured: its served name, where it comes from, and the operator's additions."""
-
-    name: str  # the served name: the id in /v1/models and in responses
-    source: str = ""  # "" = the packaged default, else a local directory or a Hub id
-    aliases: tuple[str, ...] = ()  # operator-defined names (MODEL_ALIASES)
-    prompts: tuple[tuple[str, str], ...] = ()  # (name, text) pairs added to or replacing the model's (MODEL_PROMPTS)
-    default_prompt_name: str | None = None  # None = the model's own; "" = none
-    task: str = ""  # "" = detect from the model's files; "embed" or "rerank" from a marker in MODEL_NAME
 
 
 @dataclass(frozen=True)
@@ -101,15 +90,6 @@ def _pooling_mode(directory: Path) -> str | None:
         if config.get(key):
             return mode
     return None
-
-
-def served_name_for(model_name: str) -> str:
-    """The id a model is served as when not named: all-MiniLM-L6-v2, a directory's name, or the Hub id."""
-    if not model_name:
-        return DEFAULT_MODEL_ID
-    if Path(model_name).is_dir():
-        return Path(model_name).resolve().name
-    return model_name
 
 
 def hub_id_of(model_name: str, directory: Path) -> str | None:

@@ -15,12 +15,12 @@ from torch import nn
 from torch.nn import functional as F
 
 from .int8_linear import Int8Linear
-from .prepacked_linear import Linear, linear
+from .prepacked_linear import LinearLayer, PrepackedLinear, fastest_linear
 
 GELU = {"gelu": "none", "gelu_new": "tanh", "gelu_pytorch_tanh": "tanh"}  # hidden_act -> F.gelu approximate
 
 
-def supported(model: nn.Module) -> str | None:
+def unsupported_reason(model: nn.Module) -> str | None:
     """Why model cannot take the packed path, or None when it can (a plain BERT encoder)."""
     config = model.config
     if config.model_type != "bert":
@@ -51,8 +51,8 @@ def pack(sequences: list[list[int]]) -> tuple[torch.Tensor, torch.Tensor, Packin
         offsets.append(offsets[-1] + length)
     ids = torch.tensor([token for ids in sequences for token in ids], dtype=torch.int64)
     positions = torch.cat([torch.arange(length) for length in lengths])
-    # Equal lengths only: measured (BENCHMARKS.md) 10-15 % faster end to end than groups padded up to 15 % with
-    # a key mask, because SDPA with a mask is far slower than more, smaller calls without one.
+    # Equal lengths only: faster end to end than groups padded with a key mask (BENCHMARKS.md, "What was tried for
+    # bf16 (and fp32) closer to the roofline"), because SDPA with a mask is far slower than more, smaller calls.
     groups, first = [], 0
     for _, run in groupby(lengths):
         end = first + len(list(run))
@@ -102,10 +102,10 @@ class PackedBert:
             states = layer.output_norm(layer.down(layer.up(states)).add_(states))
         return states
 
-    def prepacked(self) -> tuple[int, int]:
+    def prepacked_count(self) -> tuple[int, int]:
         """How many of the matrix multiplications run pre-packed oneDNN, of how many (for the load log line)."""
         parts = [part for layer in self.layers for part in layer.linears()]
-        return sum(part.packed is not None for part in parts), len(parts)
+        return sum(part.prepacked for part in parts), len(parts)
 
 
 class _Layer:
@@ -113,33 +113,32 @@ class _Layer:
 
     def __init__(self, layer: nn.Module, approximate: str):
         self.qkv = _fuse_qkv(layer.attention.self)
-        self.attention_out = _linear(layer.attention.output.dense, last_use=True)
+        self.attention_out = _packed_path_layer(layer.attention.output.dense, last_use=True)
         self.attention_norm = layer.attention.output.LayerNorm
-        self.up = _linear(layer.intermediate.dense, gelu=approximate)
-        self.down = _linear(layer.output.dense, last_use=True)
+        self.up = _packed_path_layer(layer.intermediate.dense, gelu=approximate)
+        self.down = _packed_path_layer(layer.output.dense, last_use=True)
         self.output_norm = layer.output.LayerNorm
 
-    def linears(self) -> list:
+    def linears(self) -> list[LinearLayer]:
         """The layers that may run pre-packed."""
         return [self.qkv, self.attention_out, self.up, self.down]
 
 
-def _linear(module: nn.Module, gelu: str | None = None, last_use: bool = False):
+def _packed_path_layer(module: nn.Module, gelu: str | None = None, last_use: bool = False):
     """module as a packed-path layer: int8 when QUANTIZE=int8 marked its outlier columns (int8_mode.py).
 
     last_use: forward() never reads this layer's input again, so an int8 layer may quantize in place.
     """
     if hasattr(module, "int8_outliers"):
         return Int8Linear(module.weight, module.bias, module.int8_outliers, gelu, overwrite_input=last_use)
-    return linear(module, gelu)
+    return fastest_linear(module, gelu)
 
 
-class _SeparateQKV:
+class _SeparateQKV(LinearLayer):
     """Query, key and value projections called one by one (quantized Linear modules cannot be fused)."""
 
     def __init__(self, attention: nn.Module):
         self.parts = (attention.query, attention.key, attention.value)
-        self.packed = None
 
     def __call__(self, states: torch.Tensor) -> torch.Tensor:
         return torch.cat([part(states) for part in self.parts], dim=1)
@@ -158,4 +157,4 @@ def _fuse_qkv(attention: nn.Module):
         part.bias = nn.Parameter(bias[index * hidden:(index + 1) * hidden], requires_grad=False)
     if hasattr(parts[0], "int8_outliers"):  # one input, so Q, K and V share their calibrated outlier columns
         return Int8Linear(weight, bias, parts[0].int8_outliers)
-    return Linear(weight, bias)
+    return PrepackedLinear(weight, bias)

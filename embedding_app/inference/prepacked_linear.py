@@ -1,8 +1,9 @@
 """Linear layers for the packed path: oneDNN with the weight pre-packed once at load and GELU fused in.
 
-Measured on one core (BENCHMARKS.md): against F.linear, a weight reordered once into oneDNN's blocked layout
-runs the model's GEMMs 5-10 % faster in bf16 and 10-25 % faster in fp32 (F.linear reorders bf16 weights on
-every call and sends fp32 to MKL), and GELU fused into the up-projection saves a pass over its 4x-wide output.
+Against F.linear, a weight reordered once into oneDNN's blocked layout runs the model's GEMMs faster in bf16 and
+fp32 (F.linear reorders bf16 weights on every call and sends fp32 to MKL; figures: BENCHMARKS.md, "What was tried
+for bf16 (and fp32) closer to the roofline"), and GELU fused into the up-projection saves a pass over its 4x-wide
+output.
 Where oneDNN is missing or disagrees with F.linear at load, the layer stays on F.linear; where F.linear is measured
 faster on this CPU (embedding_app/inference/kernel_choice.py), the loader switches it back.
 """
@@ -16,24 +17,40 @@ from torch import nn
 from torch.nn import functional as F
 
 log = logging.getLogger(__name__)
-PACKED_DTYPES = (torch.float32, torch.bfloat16)
-PACK_ROWS_HINT = 1024  # oneDNN picks the weight's layout for this many rows; requests pack hundreds to thousands
+PREPACK_DTYPES = (torch.float32, torch.bfloat16)
+PREPACK_ROWS_HINT = 1024  # oneDNN picks the weight's layout for this many rows; requests pack hundreds to thousands
 # Agreement with F.linear at load, relative to the output's scale: rounding differs, a wrong kernel does not.
 TOLERANCE = {torch.float32: 1e-4, torch.bfloat16: 3e-2}
 
 
-class Linear:
-    """x @ weight.T + bias, then GELU when gelu is its approximation ("none" or "tanh")."""
+class LinearLayer:
+    """A matrix multiplication of the packed path, called on [tokens, in_features] states.
+
+    prepacked_weight is the weight in oneDNN's layout when the layer runs from one, else None (the default):
+    the load log counts the layers that have one, and the kernel choice may drop it (use_reference).
+    """
+
+    prepacked_weight: torch.Tensor | None = None
+
+    @property
+    def prepacked(self) -> bool:
+        """Whether the layer runs a pre-packed oneDNN weight."""
+        return self.prepacked_weight is not None
+
+
+class PrepackedLinear(LinearLayer):
+    """x @ weight.T + bias from a pre-packed oneDNN weight (else F.linear), then GELU ("none" or "tanh") if given."""
 
     def __init__(self, weight: torch.Tensor, bias: torch.Tensor | None, gelu: str | None = None):
         self.weight, self.bias, self.gelu = weight.detach(), None if bias is None else bias.detach(), gelu
         self.attr, self.algorithm = ("gelu", gelu) if gelu else ("none", "")
-        self.packed = _pack(self)
+        self.prepacked_weight = _prepack_weight(self)
 
     def __call__(self, states: torch.Tensor) -> torch.Tensor:
-        if self.packed is None:
+        if self.prepacked_weight is None:
             return self.reference(states)
-        return torch.ops.mkldnn._linear_pointwise(states, self.packed, self.bias, self.attr, [], self.algorithm)
+        return torch.ops.mkldnn._linear_pointwise(states, self.prepacked_weight, self.bias, self.attr, [],
+                                                  self.algorithm)
 
     @property
     def shape(self) -> str:
@@ -43,7 +60,7 @@ class Linear:
 
     def use_reference(self) -> None:
         """Run F.linear from now on (measured faster on this CPU), freeing the pre-packed copy of the weight."""
-        self.packed = None
+        self.prepacked_weight = None
 
     def reference(self, states: torch.Tensor) -> torch.Tensor:
         """The same result through F.linear and F.gelu."""
@@ -51,35 +68,34 @@ class Linear:
         return F.gelu(out, approximate=self.gelu) if self.gelu else out
 
 
-class ModuleLinear:
-    """A layer that is not a plain nn.Linear (a quantized one): the module itself, then GELU."""
+class ModuleLinear(LinearLayer):
+    """A layer that is not a plain nn.Linear (a quantized one): the module itself, then GELU (never pre-packed)."""
 
     def __init__(self, module: nn.Module, gelu: str | None = None):
         self.module, self.gelu = module, gelu
-        self.packed = None
 
     def __call__(self, states: torch.Tensor) -> torch.Tensor:
         out = self.module(states)
         return F.gelu(out, approximate=self.gelu) if self.gelu else out
 
 
-def linear(module: nn.Module, gelu: str | None = None) -> Linear | ModuleLinear:
+def fastest_linear(module: nn.Module, gelu: str | None = None) -> PrepackedLinear | ModuleLinear:
     """The fastest checked way to run module (then GELU): pre-packed oneDNN for a plain nn.Linear."""
     if type(module) is nn.Linear:
-        return Linear(module.weight, module.bias, gelu)
+        return PrepackedLinear(module.weight, module.bias, gelu)
     return ModuleLinear(module, gelu)
 
 
-def _pack(layer: Linear) -> torch.Tensor | None:
+def _prepack_weight(layer: PrepackedLinear) -> torch.Tensor | None:
     """The weight in oneDNN's layout, or None when oneDNN is unavailable here or disagrees with F.linear."""
     dtype = layer.weight.dtype
-    if dtype not in PACKED_DTYPES or not torch.backends.mkldnn.is_available():
+    if dtype not in PREPACK_DTYPES or not torch.backends.mkldnn.is_available():
         return None
     probe = torch.randn(37, layer.weight.shape[1], generator=torch.Generator().manual_seed(0)).to(dtype)
     try:
         with torch.inference_mode():
-            packed = torch.ops.mkldnn._reorder_linear_weight(layer.weight, PACK_ROWS_HINT)
-            fused = torch.ops.mkldnn._linear_pointwise(probe, packed, layer.bias, layer.attr, [], layer.algorithm)
+            prepacked = torch.ops.mkldnn._reorder_linear_weight(layer.weight, PREPACK_ROWS_HINT)
+            fused = torch.ops.mkldnn._linear_pointwise(probe, prepacked, layer.bias, layer.attr, [], layer.algorithm)
             expected = layer.reference(probe)
     except (RuntimeError, NotImplementedError, AttributeError) as exc:  # a torch built without oneDNN ops
         log.info("oneDNN linear unavailable (%s): using F.linear", exc)
@@ -88,4 +104,4 @@ def _pack(layer: Linear) -> torch.Tensor | None:
     if not error <= TOLERANCE[dtype]:
         log.warning("oneDNN linear differs from F.linear by %.2g (relative): using F.linear", float(error))
         return None
-    return packed
+    return prepacked

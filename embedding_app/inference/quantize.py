@@ -49,18 +49,18 @@ def int8_available() -> bool:
 
     # Without VNNI the kernel saturates at 8 bits and int8 drops a bit (min cosine ~0.998): not for QUANTIZE=true.
     layer = Int8Linear(torch.randn(64, 64), None, torch.tensor([0]))
-    return layer.packed is not None and layer.levels == PRECISIONS[0][0] and int(layer.wq.abs().max()) == 127
+    return layer.prepacked and layer.levels == PRECISIONS[0][0] and int(layer.wq.abs().max()) == 127
 
 
 def build_int8(model: nn.Module, tokenizer) -> nn.Module:
     """The loaded fp32 model prepared for QUANTIZE=int8 (calibrated outlier columns; int8 layers if padded)."""
     from .int8_mode import mark_outliers, replace_linears
-    from .packed_bert import supported
+    from .packed_bert import unsupported_reason
 
     if tokenizer is None:
         raise ValueError("QUANTIZE=int8 needs the model's tokenizer: it calibrates on embedding_app/inference/calibration.txt")
     model = mark_outliers(model, tokenizer)
-    return model if supported(model) is None else replace_linears(model)
+    return model if unsupported_reason(model) is None else replace_linears(model)
 
 
 def _dynamic_int8(model: nn.Module, keep_fp32: tuple[str, ...] = ()) -> nn.Module:

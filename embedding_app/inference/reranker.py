@@ -54,13 +54,13 @@ def pair_template(tokenizer) -> PairTemplate:
     return PairTemplate(tuple(full[s:e] for s, e in cuts), tuple(types[s:e] for s, e in cuts), types[i], types[j])
 
 
-def longest_first(first: int, second: int, room: int) -> tuple[int, int]:
+def longest_first(first: int, second: int, budget: int) -> tuple[int, int]:
     """How many tokens of each text a pair keeps: the tokenizers' `longest_first` truncation (CrossEncoder's)."""
-    if first + second <= room:
+    if first + second <= budget:
         return first, second
     short = min(first, second)
-    # The shorter text is kept whole if it fits in half the room; else both get half (the longer one the odd token).
-    keep_short, keep_long = (short, room - short) if 2 * short <= room else (room // 2, room - room // 2)
+    # The shorter text is kept whole if it fits in half the budget; else both get half (the longer one the odd token).
+    keep_short, keep_long = (short, budget - short) if 2 * short <= budget else (budget // 2, budget - budget // 2)
     return (keep_long, keep_short) if first > second else (keep_short, keep_long)
 
 
@@ -90,7 +90,7 @@ class Reranker(Encoder):
         reason = _packable_head(model)
         super().__init__(model, tokenizer, info, batch_tokens, body=model if reason else model.bert, fallback=reason)
         self.template = pair_template(tokenizer)
-        self.room = info.max_tokens - self.template.specials
+        self.max_text_tokens = info.max_tokens - self.template.specials
         # Token types go to models that take them and tokenizers that make them (not DistilBERT, for one).
         self.with_types = ("token_type_ids" in tokenizer.model_input_names
                            and "token_type_ids" in inspect.signature(model.forward).parameters)
@@ -104,7 +104,7 @@ class Reranker(Encoder):
         for index, document in enumerate(documents):
             capped = bool(limit) and len(document) > limit
             document = cut(document, limit, from_start) if capped else document
-            keep_query, keep_document = longest_first(len(query), len(document), self.room)
+            keep_query, keep_document = longest_first(len(query), len(document), self.max_text_tokens)
             fitted = (keep_query, keep_document) != (len(query), len(document))
             if fitted and not truncate:
                 count = len(query) + len(document) + self.template.specials

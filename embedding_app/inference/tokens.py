@@ -40,15 +40,15 @@ def _prefix(text: str, limit: int) -> tuple[str, bool]:
     return text[:limit], False
 
 
-def _tokenize_long(tokenizer, text: str, room: int, limit: int) -> list[int]:
-    """More than room leading tokens of text, identical to its full tokenization's, else all its tokens.
+def _tokenize_long(tokenizer, text: str, needed: int, limit: int) -> list[int]:
+    """More than needed leading tokens of text, identical to its full tokenization's, else all its tokens.
 
     Past MAX_CHARS_PER_TOKEN characters per token kept, the tokens of that prefix instead (a word cut there
     keeps the tokens of its part).
     """
     if _ignores_whitespace_runs(tokenizer):  # megabytes of spaces between two words become one
         text = _WHITESPACE_RUN.sub(" ", text)
-    cap = MAX_CHARS_PER_TOKEN * (room + 1)
+    cap = MAX_CHARS_PER_TOKEN * (needed + 1)
     while limit < len(text):
         prefix, complete = _prefix(text, min(limit, cap))
         encoding = _encode(tokenizer, [prefix])
@@ -61,21 +61,21 @@ def _tokenize_long(tokenizer, text: str, room: int, limit: int) -> list[int]:
             while keep and words[keep - 1] == words[-1]:
                 keep -= 1
             ids = ids[:keep]
-        if len(ids) > room:
+        if len(ids) > needed:
             return ids
         limit *= 2
     return _encode(tokenizer, [text])["input_ids"][0]
 
 
-def tokenize(tokenizer, texts: list[str], room: int) -> list[list[int]]:
-    """Token ids of each text (no special tokens); a text with more than room tokens may stop early.
+def tokenize(tokenizer, texts: list[str], needed: int) -> list[list[int]]:
+    """Token ids of each text (no special tokens); a text with more than needed tokens may stop early.
 
-    Contract: a text with at most room tokens gets exactly its full tokenization; a longer one gets at
-    least room + 1 tokens, whose first room are those of its full tokenization. Text that is not prose (fewer
+    Contract: a text with at most needed tokens gets exactly its full tokenization; a longer one gets at
+    least needed + 1 tokens, whose first needed are those of its full tokenization. Text that is not prose (fewer
     than one token per MAX_CHARS_PER_TOKEN characters once whitespace runs count as one space) is read as far
-    as its first MAX_CHARS_PER_TOKEN * (room + 1) characters.
+    as its first MAX_CHARS_PER_TOKEN * (needed + 1) characters.
     """
-    limit = CHARS_PER_TOKEN * (room + 1)
+    limit = CHARS_PER_TOKEN * (needed + 1)
     if not getattr(tokenizer, "is_fast", False):  # word boundaries need a fast (Rust) tokenizer
         limit = max(len(text) for text in texts) if texts else 0
     short = [index for index, text in enumerate(texts) if len(text) <= limit]
@@ -85,5 +85,5 @@ def tokenize(tokenizer, texts: list[str], room: int) -> list[list[int]]:
             out[index] = ids
     for index, text in enumerate(texts):
         if len(text) > limit:
-            out[index] = _tokenize_long(tokenizer, text, room, limit)
+            out[index] = _tokenize_long(tokenizer, text, needed, limit)
     return out

@@ -110,7 +110,7 @@ def measure_speed(model: ServedModel, tokens: int = 2048) -> None:
     embedder = model.embedder
     if embedder.info.task != "embed":  # a reranker's requests set its speed (rag_service.rerank)
         return
-    text = embedder.finish(embedder.tokenize(["speed " * embedder.info.max_tokens]), True)[0]
+    text = embedder.inputs_for(["speed " * embedder.info.max_tokens])[0]
     batch = [text] * max(1, -(-tokens // len(text)))  # at least `tokens`: enough to be measured
     embedder.embed(batch)  # the first run of these shapes pays one-off set-up: measure the second
     began = time.perf_counter()
