@@ -8,13 +8,19 @@ import time
 from harness.server import rss_mb
 
 
-def _worker(share, quantize, threads, commands, results) -> None:
+def worker_embedder(quantize: str, threads: int | None):
+    """The packaged model's Embedder, loaded by the code path a gunicorn worker takes (threads None: auto)."""
     from embedding_app.config.settings import Settings
     from embedding_app.inference.model_source import resolve_model
-    from embedding_app.runtime.registry import load_worker_model
+    from embedding_app.runtime.loading import load_models
+    from embedding_app.runtime.thread_budget import for_settings
 
     settings = Settings(quantize=quantize, threads_per_worker=threads)
-    embedder = load_worker_model(settings, resolve_model("", None))  # the code path a gunicorn worker takes
+    return load_models(settings, [resolve_model("", None)], for_settings(settings)).models[0].embedder
+
+
+def _worker(share, quantize, threads, commands, results) -> None:
+    embedder = worker_embedder(quantize, threads)
     for texts in share:  # warm-up pass: one-off kernel set-up for every batch shape, as the server had
         embedder.embed(embedder.inputs_for(texts))
     results.put(("ready", rss_mb()))

@@ -4,7 +4,7 @@ Two tables: GOP/s of every int8 / fp32 / bf16 kernel on the model's GEMM shapes,
 engines on 12 requests x 32 mixed real texts (tests/data/texts.json), timed alternately, best of `rounds`, with
 their fidelity to fp32. Rates are per CPU-second of the one thread (process CPU time), so other processes on a
 shared machine hardly move them. Like a server worker, it first fixes glibc's mmap threshold at 1 MiB
-(embedding_app/serving/allocator.py), so every large tensor torch allocates is fresh pages; --default-malloc leaves glibc's
+(embedding_app/runtime/allocator.py), so every large tensor torch allocates is fresh pages; --default-malloc leaves glibc's
 defaults (ONNX Runtime has its own arena either way). ONEDNN_MAX_CPU_ISA=AVX2 in the environment emulates an AVX2-only CPU for
 oneDNN's kernels (not MKL's, fbgemm's or ONNX Runtime's).
 """
@@ -157,7 +157,7 @@ def end_to_end(rounds: int = 3) -> str:
 
 def main() -> None:
     """Print both tables (--gemm-only: the kernel table alone; --e2e-only: the engines alone)."""
-    from embedding_app.serving.allocator import limit_worker_caches
+    from embedding_app.runtime.allocator import limit_worker_caches
 
     if "--default-malloc" not in sys.argv:  # as a server worker does: tensors >= 1 MiB pay their page faults
         limit_worker_caches()

@@ -26,11 +26,10 @@ def measure_overhead(texts: list[str], quantize: str, threads: int, sizes: tuple
 
     from embedding_app.api.encoding import render_embeddings
     from embedding_app.api.parsing import parse_request
-    from embedding_app.config.settings import Settings
-    from embedding_app.inference.model_source import resolve_model
-    from embedding_app.runtime.registry import load_worker_model
 
-    embedder = load_worker_model(Settings(quantize=quantize, threads_per_worker=threads), resolve_model("", None))
+    from .ceiling import worker_embedder
+
+    embedder = worker_embedder(quantize, threads)
     results = {}
     for size in sizes:
         inputs = [texts[i % len(texts)] for i in range(size)]

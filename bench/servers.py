@@ -22,7 +22,7 @@ LOAD_HEADER = ["config", "concurrency", "texts/s", "requests/s", "p50 ms", "p95 
 
 CEILING_NOTE = (
     "Ceiling: the same requests, model, mode and thread budget embedded in-process by as many fresh processes as "
-    "the server has workers (`Embedder.embed` after the worker's own `load_worker_model`; no HTTP, JSON or base64), "
+    "the server has workers (`Embedder.embed` after the worker's own `load_models`; no HTTP, JSON or base64), "
     "their rates summed as if the server balanced its requests perfectly; for `auto`, each process gets the share "
     "of the cores a worker has when all are busy (cores ÷ workers). BERT models run padding-free there as in the "
     "server: no padding token anywhere (attention runs per group of equal lengths), so server ÷ ceiling cannot hide "

@@ -163,10 +163,10 @@ def two_models(tiny_source, tiny_embedder, tiny_prompted_dir):
 def make_client(tiny_source, tiny_embedder):
     """A factory of Flask test clients on the tiny model (or on given runtime.ServedModels), with settings overrides."""
     def make(models=None, **overrides):
-        runtime.set_models(models or [runtime.ServedModel(tiny_source, tiny_embedder)])
+        runtime.install(models or [runtime.ServedModel(tiny_source, tiny_embedder)])
         return create_app(Settings(**overrides)).test_client()
     yield make
-    runtime.set_models(None)
+    runtime.install(None)
 
 
 @pytest.fixture

@@ -6,7 +6,7 @@ import os
 
 import pytest
 
-from embedding_app.serving.allocator import HUGE_PAGES, with_huge_pages
+from embedding_app.runtime.allocator import HUGE_PAGES, with_huge_pages
 from harness.server import GunicornServer
 
 

@@ -59,13 +59,11 @@ def test_vectors_are_unit_length(tiny_embedder):
 
 
 def test_token_budget_splits_batches_without_changing_results(tiny_embedder, monkeypatch):
-    from embedding_app.runtime import metrics
-
     sequences = tiny_embedder.inputs_for([f"text number {i} " * (i % 5 + 1) for i in range(40)])
     reference = tiny_embedder.embed(sequences)
     batches = []
     monkeypatch.setattr(tiny_embedder, "batch_tokens", 32)
-    monkeypatch.setattr(metrics, "record_batch", lambda size, padding: batches.append(size))
+    monkeypatch.setattr(tiny_embedder, "on_forward", lambda size, padding: batches.append(size))
     assert np.allclose(tiny_embedder.embed(sequences), reference, atol=1e-5)
     assert len(batches) > 5 and sum(batches) == 40
 

@@ -4,7 +4,7 @@ from harness.clients import Soak
 from harness.server import GunicornServer, rss_mb, wait_until
 
 # Requests of 1-64 random texts of 1-300 words: nearly every one brings new tensor shapes. Before the fix in
-# embedding_app/serving/allocator.py a bf16 worker grew by 30-50 MB every 10 such requests, without levelling off.
+# embedding_app/runtime/allocator.py a bf16 worker grew by 30-50 MB every 10 such requests, without levelling off.
 WARM_UP = 30
 MEASURED = 90
 MAX_GROWTH = 1.10

@@ -85,14 +85,12 @@ def roberta_dir(tmp_path_factory, minilm_dir):
     return directory
 
 
-def test_unsupported_architecture_uses_padded_batches_with_the_same_results(roberta_dir, monkeypatch):
-    from embedding_app.runtime import metrics
-
+def test_unsupported_architecture_uses_padded_batches_with_the_same_results(roberta_dir):
     embedder = load_engine(resolve_model(str(roberta_dir), None), Settings(), "fp32")
     assert embedder.packed is None and "roberta" in embedder.fallback
     sequences = embedder.inputs_for(TEXTS)
     padding = []
-    monkeypatch.setattr(metrics, "record_batch", lambda size, pad: padding.append(pad))
+    embedder.on_forward = lambda size, pad: padding.append(pad)
     with torch.inference_mode():
         assert min_cosine(embedder.embed(sequences), hf_pooled(embedder, sequences)) >= 0.99999
     assert 0 < sum(padding) <= 0.10 * sum(map(len, sequences)) + 64 * len(padding)

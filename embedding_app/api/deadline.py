@@ -11,6 +11,7 @@ import socket
 import time
 
 from embedding_app.runtime import backlog, status_board
+from embedding_app.runtime.speed import seconds_per_token
 
 from .errors import ApiError
 
@@ -19,9 +20,6 @@ log = logging.getLogger(__name__)
 START_HEADER = "X-Request-Start"
 # Estimates are from the worker's recent speed, which moves with the load: a margin before refusing.
 ESTIMATE_MARGIN = 1.25
-# Smaller requests are mostly fixed costs (parsing, tokenizing, rendering): they would overstate the time per token.
-MEASURED_TOKENS_MIN = 1024
-_seconds_per_token: dict[str, float] = {}  # per served model, measured in this worker
 
 
 def parse_start(header: str | None, now: float) -> float:
@@ -30,14 +28,6 @@ def parse_start(header: str | None, now: float) -> float:
         return min(now, float((header or "").removeprefix("t=")))
     except ValueError:
         return now
-
-
-def record_speed(model: str, tokens: int, seconds: float) -> None:
-    """Fold a request's (or a warm-up's) measured speed into this worker's estimate for the model."""
-    if tokens >= MEASURED_TOKENS_MIN and seconds > 0:
-        previous = _seconds_per_token.get(model)
-        current = seconds / tokens
-        _seconds_per_token[model] = current if previous is None else 0.7 * previous + 0.3 * current
 
 
 class Budget:
@@ -60,7 +50,7 @@ class Budget:
 
     def admit(self, model: str, tokens: int, max_tokens: int) -> None:
         """Refuse, before computing, work that cannot finish in time: 400 if it never could, else 503 to retry."""
-        per_token = _seconds_per_token.get(model)
+        per_token = seconds_per_token(model)
         if per_token is None:
             return
         estimate = tokens * per_token * ESTIMATE_MARGIN

@@ -11,9 +11,10 @@ import numpy as np
 from embedding_app.config.settings import Settings
 from embedding_app.inference.inputs import InputError, Inputs
 from embedding_app.runtime import metrics
+from embedding_app.runtime.speed import record_speed
 
 from .compact import compact
-from .deadline import Budget, record_speed
+from .deadline import Budget
 from .encoding import shorten
 from .errors import ApiError
 from .rag_schemas import COHERE_INPUT_TYPES, CohereEmbedRequest, TeiEmbedRequest

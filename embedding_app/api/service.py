@@ -12,8 +12,9 @@ import numpy as np
 from embedding_app.config.settings import Settings
 from embedding_app.inference.inputs import InputError, Inputs
 from embedding_app.runtime import metrics, status_board, thread_budget
+from embedding_app.runtime.speed import record_speed
 
-from .deadline import Budget, record_speed
+from .deadline import Budget
 from .encoding import render_embeddings, shorten
 from .errors import ApiError
 from .schemas import INPUT_TYPE_PROMPTS, EmbeddingRequest
@@ -124,7 +125,7 @@ def serving() -> Iterator[None]:
     started, seconds = time.perf_counter(), None
     status_board.start_request()
     try:
-        with thread_budget.busy():
+        with thread_budget.current().busy():
             yield
         seconds = time.perf_counter() - started
     finally:

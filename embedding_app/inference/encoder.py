@@ -6,8 +6,6 @@ import sys
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
-from embedding_app.runtime import metrics, thread_budget
-
 from . import tokens
 from .batching import packed_chunks, padded_batches
 from .inputs import InputError
@@ -58,6 +56,8 @@ class Encoder:
         self.fallback = fallback or unsupported_reason(body)
         self.packed = PackedBert(body) if self.fallback is None else None
         self.choice: Choice | None = None  # how the loader chose the mode and kernels (reported by /health)
+        # Called with each forward's inputs and padding tokens; a server worker sets it (metrics, thread budget).
+        self.on_forward: Callable[[int, int], None] = lambda size, padding: None
 
     def describe_path(self) -> str:
         """Which forward this model takes, for the load log line."""
@@ -94,8 +94,7 @@ class Encoder:
             padding = 0 if self.packed else (end - first) * lengths[first] - sum(lengths[first:end])
             if before_forward:
                 before_forward()
-            metrics.record_batch(end - first, padding)
-            thread_budget.follow_load()  # auto: workers that started or finished since the last forward change it
+            self.on_forward(end - first, padding)
             yield order[first:end]
 
 

@@ -39,7 +39,7 @@ def quantize_rows(states: torch.Tensor, levels: int,
     scale = (high - low).div_(levels).clamp_(min=1e-12)
     inverse = scale.reciprocal()
     zero = (-low * inverse).round_()
-    # A worker's tensors of 1 MiB or more are fresh pages (embedding_app/serving/allocator.py): page faults cost more than
+    # A worker's tensors of 1 MiB or more are fresh pages (embedding_app/runtime/allocator.py): page faults cost more than
     # the arithmetic, so no input-sized float buffer is allocated; the block buffer stays below that size.
     if overwrite:
         values = torch.addcmul(zero[:, None], states, inverse[:, None], out=states).round_().clamp_(0, levels)

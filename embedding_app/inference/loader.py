@@ -13,7 +13,6 @@ from transformers import AutoModel, AutoModelForSequenceClassification, AutoToke
 
 from embedding_app.config.choices import UNFAITHFUL_MODES
 from embedding_app.config.settings import Settings
-from embedding_app.runtime import metrics
 
 from .choice_cache import ChoiceCache, cache_key
 from .embedder import Embedder
@@ -113,9 +112,9 @@ def _measure(build: EngineBuilder, modes: tuple[str, ...], forced: str | None) -
     return engines[mode], Choice(mode, kernels[mode], *timed)
 
 
-def load_engine(source: ModelSource, settings: Settings, quantize: str = "fp32") -> Encoder:
+def load_engine(source: ModelSource, settings: Settings, quantize: str) -> Encoder:
     """Load a model from a resolved directory in the mode a QUANTIZE value asks for (true: measured fastest): an
-    Embedder, or a Reranker for a cross-encoder."""
+    Embedder, or a Reranker for a cross-encoder. The engine's choice says which mode and kernels it runs."""
     started = time.perf_counter()
     tokenizer, model = read_model(source, settings)
     modes, forced = candidates(quantize)
@@ -131,7 +130,6 @@ def load_engine(source: ModelSource, settings: Settings, quantize: str = "fp32")
             cache.put(key, choice)
         probe(engine)[0]()  # the first forward pays one-off kernel set-up
     engine.choice = choice
-    metrics.record_choice(source.served_name, choice.mode, choice.kernels, choice.tokens_per_second)
     _log_choice(engine, source, quantize, time.perf_counter() - started)
     return engine
 

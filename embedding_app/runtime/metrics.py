@@ -2,7 +2,7 @@
 and the mode and kernels chosen at load.
 
 Under gunicorn every worker writes its values to files in PROMETHEUS_MULTIPROC_DIR (set by
-gunicorn.conf.py before any worker starts) and /metrics merges them, so any worker answers for all.
+serving/hooks.py before any worker starts) and /metrics merges them, so any worker answers for all.
 """
 
 from __future__ import annotations

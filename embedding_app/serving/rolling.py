@@ -6,7 +6,8 @@ import queue
 import signal
 import time
 
-# While the master waits here it handles no signals; a stop request ends the roll so it is honoured promptly.
+# The signals that stop gunicorn. While the master waits here it handles no signals; a stop request ends the roll
+# so it is honoured promptly.
 STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGQUIT)
 # Loading a large model on a busy machine can take minutes; the request timeout is unrelated to it.
 READY_SECONDS = 600
@@ -40,11 +41,11 @@ def _spawn_ready_worker(arbiter) -> bool:
     worker = arbiter.WORKERS[pid]
     forked = worker.tmp.last_update()
 
-    def ready_or_gone() -> bool:
-        return pid not in arbiter.WORKERS or worker.tmp.last_update() != forked
+    def ready() -> bool:
+        return pid in arbiter.WORKERS and worker.tmp.last_update() != forked
 
-    _wait(arbiter, ready_or_gone, READY_SECONDS)
-    return pid in arbiter.WORKERS and worker.tmp.last_update() != forked
+    _wait(arbiter, lambda: ready() or pid not in arbiter.WORKERS, READY_SECONDS)
+    return ready()
 
 
 def rolling_reload(arbiter) -> None:
@@ -58,5 +59,5 @@ def rolling_reload(arbiter) -> None:
             arbiter.log.error("reload stopped: a new worker did not become ready; the old workers keep serving")
             return
         arbiter.kill_worker(pid, signal.SIGTERM)
-        _wait(arbiter, lambda: pid not in arbiter.WORKERS, arbiter.cfg.graceful_timeout)
+        _wait(arbiter, lambda pid=pid: pid not in arbiter.WORKERS, arbiter.cfg.graceful_timeout)
         arbiter.log.info("reload: worker %d of %d replaced (pid %s stopped)", number, len(old), pid)

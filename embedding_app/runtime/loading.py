@@ -1,0 +1,83 @@
+"""A worker's start-up: set its torch threads, load every model in the mode QUANTIZE asks for, measure its speed."""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from collections.abc import Callable
+
+from embedding_app.config.settings import Settings
+from embedding_app.inference.model_source import ModelSource
+
+from . import metrics
+from .allocator import limit_worker_caches
+from .registry import Registry, ServedModel, install
+from .speed import record_speed
+from .thread_budget import ThreadBudget
+
+log = logging.getLogger(__name__)
+
+
+def start_torch(budget: ThreadBudget) -> None:
+    """Set this process's torch and tokenizer threads (before torch is first imported)."""
+    # The Rust tokenizer's thread pool defaults to every core; held to the worker's fixed thread budget (one
+    # thread under auto: its pool size is fixed at first use) it cannot steal the cores other workers' torch
+    # threads run on. Set before the pool first starts.
+    os.environ["RAYON_NUM_THREADS"] = str(budget.tokenizer_threads)
+    os.environ["TOKENIZERS_PARALLELISM"] = "true" if budget.tokenizer_threads > 1 else "false"
+    os.environ.update(budget.openmp_waits(os.environ))
+    if not limit_worker_caches():
+        log.warning("pid %d: not glibc, malloc thresholds left alone (memory may grow under varied requests)",
+                    os.getpid())
+    import torch  # only ever imported in a worker: torch state is not fork-safe
+
+    threads = budget.share()
+    torch.set_num_threads(threads)
+    metrics.torch_threads(threads)
+    torch.set_grad_enabled(False)
+    log.info("pid %d: %d torch thread(s)%s", os.getpid(), threads, budget.summary)
+
+
+def load_models(settings: Settings, sources: list[ModelSource], budget: ThreadBudget) -> Registry:
+    """Set this process's threads, load every model in the QUANTIZE mode and serve them from the registry."""
+    started = time.perf_counter()
+    start_torch(budget)
+    # Imported after start_torch: the loader imports torch, which reads the thread settings once.
+    from embedding_app.inference.loader import load_engine
+
+    models = []
+    for source in sources:
+        # QUANTIZE's value itself (true: the fastest faithful mode measured here; a mode: that one).
+        engine = load_engine(source, settings, settings.quantize)
+        choice = engine.choice
+        metrics.record_choice(source.served_name, choice.mode, choice.kernels, choice.tokens_per_second)
+        engine.on_forward = _on_forward(budget)
+        models.append(ServedModel(source, engine))
+    registry = install(models)
+    for model in registry.models:
+        measure_speed(model)
+    ready = time.perf_counter() - started
+    metrics.worker_ready(ready)
+    log.info("pid %d: ready %.2fs after fork", os.getpid(), ready)
+    return registry
+
+
+def _on_forward(budget: ThreadBudget) -> Callable[[int, int], None]:
+    def on_forward(size: int, padding: int) -> None:
+        metrics.record_batch(size, padding)
+        budget.follow_load()  # auto: workers that started or finished since the last forward change the share
+    return on_forward
+
+
+def measure_speed(model: ServedModel, tokens: int = 2048) -> None:
+    """Time a forward of about `tokens` tokens: the speed admission starts from (requests then refine it)."""
+    embedder = model.embedder
+    if embedder.info.task != "embed":  # a reranker's requests set its speed (rag_service.rerank)
+        return
+    text = embedder.inputs_for(["speed " * embedder.info.max_tokens])[0]
+    batch = [text] * max(1, -(-tokens // len(text)))  # at least `tokens`: enough to be measured
+    embedder.embed(batch)  # the first run of these shapes pays one-off set-up: measure the second
+    began = time.perf_counter()
+    embedder.embed(batch)
+    record_speed(model.id, len(batch) * len(text), time.perf_counter() - began)
