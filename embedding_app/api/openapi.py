@@ -9,11 +9,8 @@ from pydantic.json_schema import models_json_schema
 
 from embedding_app.config.settings import Settings
 
-<<<<<<< HEAD
 from .error_catalogue import CATALOGUE
-=======
 from .model_schemas import Health, ModelCard, ModelList, ServerInfo
->>>>>>> r19-names
 from .rag_openapi import MODELS as RAG_MODELS
 from .rag_openapi import bound_model, bound_prompt_name, bound_rag, rag_paths
 from .schemas import EmbeddingRequest, EmbeddingResponse, ErrorResponse

@@ -2,37 +2,19 @@
 
 from __future__ import annotations
 
-from pydantic import BaseModel
+from .rag_responses import RESPONSES
+from .rag_schemas import REQUESTS
 
-from .rag_responses import (
-    CohereEmbedResponse,
-    Detokenized,
-    RerankResponse,
-    TeiRank,
-    TeiToken,
-    VllmTokens,
-)
-from .rag_schemas import (
-    CohereEmbedRequest,
-    DetokenizeRequest,
-    RerankRequest,
-    TeiEmbedRequest,
-    TeiRerankRequest,
-    TeiTokenizeRequest,
-    VllmTokenizeRequest,
-)
-
-MODELS = [RerankRequest, TeiRerankRequest, RerankResponse, TeiRank, CohereEmbedRequest, CohereEmbedResponse,
-          TeiEmbedRequest, TeiTokenizeRequest, VllmTokenizeRequest, TeiToken, VllmTokens, DetokenizeRequest,
-          Detokenized]
+MODELS = [*REQUESTS, *RESPONSES]
 REF = "#/components/schemas/{model}"
 RERANK_PATHS = ("/v1/rerank", "/v2/rerank", "/rerank")
 EMBED_PATHS = ("/v1/embed", "/v2/embed", "/embed")
 ERROR_STATUSES = (400, 404, 413, 415, 500, 503)
 
 
-def _ref(model: type[BaseModel]) -> dict:
-    return {"$ref": REF.format(model=model.__name__)}
+def _ref(model: str) -> dict:
+    """A reference to one of MODELS by its class name."""
+    return {"$ref": REF.format(model=model)}
 
 
 def _one_of(*schemas: dict) -> dict:
@@ -97,24 +79,24 @@ def bound_rag(schemas: dict, models: list, settings) -> None:
 def rag_paths(error, unauthorized: tuple, auth: dict, tasks: set[str]) -> dict:
     """The paths of the RAG routes for the tasks the served models can do; error(status) gives an error's response."""
     vectors = {"type": "array", "items": {"type": "array", "items": {"type": "number"}}}
-    tei_tokens = {"type": "array", "items": {"type": "array", "items": _ref(TeiToken)}}
-    tei_ranks = {"type": "array", "items": _ref(TeiRank)}
-    rerank = (_ref(RerankRequest),), (_ref(RerankResponse),)
-    cohere = (_ref(CohereEmbedRequest),), (_ref(CohereEmbedResponse),)
+    tei_tokens = {"type": "array", "items": {"type": "array", "items": _ref("TeiToken")}}
+    tei_ranks = {"type": "array", "items": _ref("TeiRank")}
+    rerank = (_ref("RerankRequest"),), (_ref("RerankResponse"),)
+    cohere = (_ref("CohereEmbedRequest"),), (_ref("CohereEmbedResponse"),)
     # path: (operationId, tag, summary, request schemas, answer schemas)
     routes = {
         "/v1/rerank": ("rerankV1", "rerank", "Rank documents by relevance to a query (Jina, Cohere v1)", *rerank),
         "/v2/rerank": ("rerankV2", "rerank", "Rank documents by relevance to a query (Cohere v2)", *rerank),
         "/rerank": ("rerank", "rerank", "Rerank: Jina / Cohere shape, or TEI's (with texts)",
-                    (_ref(RerankRequest), _ref(TeiRerankRequest)), (_ref(RerankResponse), tei_ranks)),
+                    (_ref("RerankRequest"), _ref("TeiRerankRequest")), (_ref("RerankResponse"), tei_ranks)),
         "/v1/embed": ("embedCohereV1", "embed", "Embed texts in Cohere's v1 shape", *cohere),
         "/v2/embed": ("embedCohereV2", "embed", "Embed texts in Cohere's shape, with compact embedding types", *cohere),
-        "/embed": ("embedTei", "embed", "Embed in TEI's shape: a bare array of vectors", (_ref(TeiEmbedRequest),),
+        "/embed": ("embedTei", "embed", "Embed in TEI's shape: a bare array of vectors", (_ref("TeiEmbedRequest"),),
                    (vectors,)),
         "/tokenize": ("tokenize", "tokenize", "Tokens as the model sees them (TEI or vLLM)",
-                      (_ref(TeiTokenizeRequest), _ref(VllmTokenizeRequest)), (tei_tokens, _ref(VllmTokens))),
-        "/detokenize": ("detokenize", "tokenize", "Token ids back to text (vLLM)", (_ref(DetokenizeRequest),),
-                        (_ref(Detokenized),)),
+                      (_ref("TeiTokenizeRequest"), _ref("VllmTokenizeRequest")), (tei_tokens, _ref("VllmTokens"))),
+        "/detokenize": ("detokenize", "tokenize", "Token ids back to text (vLLM)", (_ref("DetokenizeRequest"),),
+                        (_ref("Detokenized"),)),
     }
     # A route no served model can answer is left out: every documented request can succeed.
     unserved = {*(() if "rerank" in tasks else RERANK_PATHS), *(() if "embed" in tasks else EMBED_PATHS)}

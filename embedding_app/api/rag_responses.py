@@ -78,3 +78,7 @@ class Detokenized(BaseModel):
     """vLLM's /detokenize answer."""
 
     prompt: str
+
+
+# The answers the OpenAPI document describes (their parts are found through them).
+RESPONSES = (RerankResponse, TeiRank, CohereEmbedResponse, TeiToken, VllmTokens, Detokenized)

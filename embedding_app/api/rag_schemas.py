@@ -129,3 +129,8 @@ class DetokenizeRequest(BaseModel):
     model_config = Strict
     model: StrictStr | None = Model
     tokens: Annotated[list[StrictInt], Field(min_length=1)]
+
+
+# The request bodies the OpenAPI document describes.
+REQUESTS = (RerankRequest, TeiRerankRequest, CohereEmbedRequest, TeiEmbedRequest, TeiTokenizeRequest, VllmTokenizeRequest,
+            DetokenizeRequest)
