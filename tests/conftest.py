@@ -12,6 +12,7 @@ from embedding_app import create_app
 from embedding_app.config.settings import Settings
 from embedding_app.inference.model_source import default_model_dir
 from embedding_app.runtime import registry as runtime
+from harness.engines import engine_of, source_of
 from harness.server import GunicornServer
 
 DATA = Path(__file__).parent / "data"
@@ -87,11 +88,8 @@ def tiny_reranker_dir(tmp_path_factory, minilm_dir) -> Path:
 @pytest.fixture(scope="session")
 def tiny_reranker(tiny_reranker_dir):
     """runtime.ServedModel: the tiny cross-encoder, fp32, loaded once."""
-    from embedding_app.inference.loader import load_engine
-    from embedding_app.inference.model_source import resolve_model
-
-    source = resolve_model(str(tiny_reranker_dir), None)
-    return runtime.ServedModel(source, load_engine(source, Settings(), "fp32"))
+    source = source_of(tiny_reranker_dir)
+    return runtime.ServedModel(source, engine_of(source))
 
 
 @pytest.fixture
@@ -135,28 +133,23 @@ def hub_cache(tmp_path_factory, tiny_model_dir) -> Path:
 @pytest.fixture(scope="session")
 def tiny_source(tiny_model_dir):
     """The tiny model resolved as the server resolves MODEL_NAME (served as its directory's name)."""
-    from embedding_app.inference.model_source import resolve_model
-
-    return resolve_model(str(tiny_model_dir), None)
+    return source_of(tiny_model_dir)
 
 
 @pytest.fixture(scope="session")
 def tiny_embedder(tiny_source):
     """An Embedder on the tiny model, fp32, loaded once."""
-    from embedding_app.inference.loader import load_engine
-
-    return load_engine(tiny_source, Settings(), "fp32")
+    return engine_of(tiny_source)
 
 
 @pytest.fixture(scope="session")
 def two_models(tiny_source, tiny_embedder, tiny_prompted_dir):
     """runtime.ServedModels: the tiny model, then its prompted copy served as tiny-prompted (both fp32)."""
-    from embedding_app.inference.loader import load_engine
     from embedding_app.inference.model_source import ModelSpec, resolve_model
 
     prompted = resolve_model(ModelSpec("tiny-prompted", str(tiny_prompted_dir), aliases=("small-alias",)), None)
     return [runtime.ServedModel(tiny_source, tiny_embedder),
-            runtime.ServedModel(prompted, load_engine(prompted, Settings(), "fp32"))]
+            runtime.ServedModel(prompted, engine_of(prompted))]
 
 
 @pytest.fixture

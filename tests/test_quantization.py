@@ -9,8 +9,8 @@ from embedding_app.config.choices import (
     QUANTIZE_MODES,
     UNFAITHFUL_MODES,
 )
-from embedding_app.config.settings import Settings
 from embedding_app.inference.quantize import candidates
+from harness.engines import engine_of, source_of
 from harness.quality import measure_fidelity
 
 from .conftest import DATA
@@ -34,17 +34,9 @@ def bounds(mode: str) -> tuple[float, float]:
 
 
 @pytest.fixture(scope="module")
-def minilm_source(minilm_dir):
-    from embedding_app.inference.model_source import resolve_model
-
-    return resolve_model(str(minilm_dir), None)
-
-
-@pytest.fixture(scope="module")
-def fp32(minilm_source):
-    from embedding_app.inference.loader import load_engine
-
-    return load_engine(minilm_source, Settings(), "fp32")
+def fp32(minilm_dir):
+    """all-MiniLM-L6-v2 in fp32: the reference every mode is held to."""
+    return engine_of(source_of(minilm_dir))
 
 
 @pytest.fixture(scope="module")
@@ -61,10 +53,8 @@ def reference(fp32, sequences):
 
 
 @pytest.fixture(scope="module", params=FAITHFUL_MODES)
-def fidelity(request, minilm_source, fp32, sequences, reference):
-    from embedding_app.inference.loader import load_engine
-
-    embedder = fp32 if request.param == "fp32" else load_engine(minilm_source, Settings(), request.param)
+def fidelity(request, minilm_dir, fp32, sequences, reference):
+    embedder = fp32 if request.param == "fp32" else engine_of(source_of(minilm_dir), request.param)
     return request.param, measure_fidelity(embedder, *sequences, *reference)
 
 
