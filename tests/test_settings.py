@@ -6,11 +6,11 @@ from pathlib import Path
 import pytest
 
 from embedding_app.config.env_file import read_env_file
-from embedding_app.config.keys import exposure_warnings
 from embedding_app.config.models import DEFAULT_MODEL_ID, ModelSpec
 from embedding_app.config.settings import (
     Settings,
     SettingsError,
+    exposure_warnings,
     load_settings,
     settings_from_env,
 )

@@ -9,7 +9,7 @@ from pathlib import Path
 import orjson
 from flask import Blueprint, Response, current_app, render_template_string
 
-from embedding_app.runtime.registry import get_registry
+from embedding_app.runtime.loading import get_registry
 
 from .openapi import build_openapi
 

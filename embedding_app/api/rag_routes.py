@@ -7,7 +7,7 @@ import uuid
 from flask import Blueprint, current_app
 from flask import request as http
 
-from embedding_app.runtime.registry import get_registry
+from embedding_app.runtime.loading import get_registry
 
 from .errors import ApiError
 from .parsing import parse_json, validate

@@ -8,7 +8,7 @@ import orjson
 from flask import Blueprint, Response, current_app, request
 from werkzeug.exceptions import RequestEntityTooLarge
 
-from embedding_app.runtime.registry import get_registry
+from embedding_app.runtime.loading import get_registry
 
 from .deadline import START_HEADER, Budget, parse_start
 from .errors import ApiError

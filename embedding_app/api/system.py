@@ -8,7 +8,8 @@ from flask import Blueprint, Response, g, request
 from prometheus_client import CONTENT_TYPE_LATEST
 
 from embedding_app.runtime import metrics
-from embedding_app.runtime.registry import Registry, ServedModel, get_registry
+from embedding_app.runtime.loading import get_registry
+from embedding_app.runtime.registry import Registry, ServedModel
 
 from .model_schemas import Compute, Health, ModelHealth, ServerInfo
 

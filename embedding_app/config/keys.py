@@ -3,15 +3,10 @@
 from __future__ import annotations
 
 import difflib
-import ipaddress
 import re
 from collections.abc import Mapping
-from typing import TYPE_CHECKING
 
 from .values import SettingsError, read_list
-
-if TYPE_CHECKING:
-    from .settings import Settings
 
 # The keys that turn authentication on: empty, blanked or misspelt, they would serve without it.
 SECRET_KEYS = ("API_KEY", "API_KEY_FILE")
@@ -88,15 +83,3 @@ def check_not_blanked(path: str, values: Mapping[str, str], environ: Mapping[str
         if key in environ and not environ[key].strip() and values.get(key, "").strip():
             raise SettingsError(f"{key} is empty in the environment, which wins over {path}, where {key} is set: "
                                 f"the server would run without authentication; unset {key} or give it the key")
-
-
-def exposure_warnings(settings: Settings) -> list[str]:
-    """A warning when the API is open to every address the server listens on beyond this machine."""
-    try:
-        loopback = settings.host == "localhost" or ipaddress.ip_address(settings.host).is_loopback
-    except ValueError:
-        loopback = False
-    if settings.api_keys or loopback:
-        return []
-    return [(f"no API key (API_KEY or API_KEY_FILE) while listening on {settings.host}, not a loopback address: "
-             f"anyone who reaches port {settings.port} can use the API")]

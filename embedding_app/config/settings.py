@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -14,7 +15,6 @@ from .keys import (
     api_keys_from_env,
     check_keys,
     check_not_blanked,
-    exposure_warnings,
 )
 from .models import DEFAULT_MODEL_ID, ModelSpec, models_from_env
 from .values import (
@@ -33,6 +33,7 @@ __all__ = [
     "Loaded",
     "Settings",
     "SettingsError",
+    "exposure_warnings",
     "get_settings",
     "kernel_environment",
     "known_keys",
@@ -136,6 +137,18 @@ class Loaded:
     settings: Settings
     warnings: tuple[str, ...]
     from_file: dict[str, str]
+
+
+def exposure_warnings(settings: Settings) -> list[str]:
+    """A warning when the API is open to every address the server listens on beyond this machine."""
+    try:
+        loopback = settings.host == "localhost" or ipaddress.ip_address(settings.host).is_loopback
+    except ValueError:
+        loopback = False
+    if settings.api_keys or loopback:
+        return []
+    return [(f"no API key (API_KEY or API_KEY_FILE) while listening on {settings.host}, not a loopback address: "
+             f"anyone who reaches port {settings.port} can use the API")]
 
 
 def load_settings(environ: Mapping[str, str], path: str) -> Loaded:

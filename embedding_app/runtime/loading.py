@@ -1,22 +1,25 @@
-"""A worker's start-up: set its torch threads, load every model in the mode QUANTIZE asks for, measure its speed."""
+"""A worker's start-up: set its torch threads, load every model in the mode QUANTIZE asks for, measure its speed;
+and the loaded models for the routes."""
 
 from __future__ import annotations
 
 import logging
 import os
+import threading
 import time
 from collections.abc import Callable
 
-from embedding_app.config.settings import Settings
-from embedding_app.inference.model_source import ModelSource
+from embedding_app.config.settings import Settings, get_settings
+from embedding_app.inference.model_source import ModelSource, resolve_models
 
 from . import metrics
 from .allocator import limit_worker_caches
-from .registry import Registry, ServedModel, install
+from .registry import Registry, ServedModel, install, installed
 from .speed import record_speed
-from .thread_budget import ThreadBudget
+from .thread_budget import ThreadBudget, for_settings
 
 log = logging.getLogger(__name__)
+_lock = threading.Lock()
 
 
 def start_torch(budget: ThreadBudget) -> None:
@@ -81,3 +84,13 @@ def measure_speed(model: ServedModel, tokens: int = 2048) -> None:
     began = time.perf_counter()
     embedder.embed(batch)
     record_speed(model.id, len(batch) * len(text), time.perf_counter() - began)
+
+
+def get_registry() -> Registry:
+    """The loaded models; outside gunicorn (flask run) they are loaded on first use."""
+    if installed() is None:
+        with _lock:  # a threaded flask run: one thread loads, the others wait for it
+            if installed() is None:
+                settings = get_settings()
+                load_models(settings, resolve_models(settings.models, settings.hf_token), for_settings(settings))
+    return installed()

@@ -1,19 +1,16 @@
-"""The per-process holder of the loaded models: a worker's start-up (runtime/loading.py) fills it, the routes read it."""
+"""The per-process holder of the loaded models: runtime/loading.py fills it and hands it to the routes."""
 
 from __future__ import annotations
 
-import threading
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from embedding_app.config.settings import get_settings
-from embedding_app.inference.model_source import ModelSource, resolve_models
+from embedding_app.inference.model_source import ModelSource
 
 if TYPE_CHECKING:  # the embedder imports torch, which is only ever imported in a worker
     from embedding_app.inference.embedder import Embedder
     from embedding_app.inference.reranker import Reranker
 
-_lock = threading.Lock()
 _registry: Registry | None = None
 
 
@@ -53,15 +50,6 @@ def install(models: list[ServedModel] | None) -> Registry | None:
     return _registry
 
 
-def get_registry() -> Registry:
-    """The loaded models; outside gunicorn (flask run) they are loaded on first use."""
-    if _registry is None:
-        with _lock:
-            if _registry is None:
-                # Imported here: loading imports this module, and pulls in torch, which only a worker may load.
-                from .loading import load_models
-                from .thread_budget import for_settings
-
-                settings = get_settings()
-                load_models(settings, resolve_models(settings.models, settings.hf_token), for_settings(settings))
+def installed() -> Registry | None:
+    """The models installed in this process, or None before any."""
     return _registry
