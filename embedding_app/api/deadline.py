@@ -30,6 +30,13 @@ def parse_start(header: str | None, now: float) -> float:
         return now
 
 
+def timed_out(timeout: int) -> ApiError:
+    """The 503 for a request stopped at the time limit; the same request would time out again, so no retry."""
+    return ApiError(503, f"The request took longer than this server's time limit of {timeout}s "
+                         "(EMBEDDING_SERVER_TIMEOUT) and was stopped; send fewer or shorter inputs per request",
+                    code="timeout", headers={"x-should-retry": "false"})
+
+
 class Budget:
     """The time left for one request, and the checks made before and between its forwards."""
 
@@ -69,9 +76,7 @@ class Budget:
         """Before each forward: heartbeat for gunicorn; stop past the deadline or when the client has gone."""
         status_board.heartbeat()
         if self.left() <= 0:
-            raise ApiError(503, f"The request took longer than this server's time limit of {self.timeout}s "
-                                "(EMBEDDING_SERVER_TIMEOUT) and was stopped; send fewer or shorter inputs per request",
-                           code="timeout", headers={"x-should-retry": "false"})
+            raise timed_out(self.timeout)
         if self.sock is not None and _closed(self.sock):
             log.info("the client closed the connection: stopped computing its answer")
             raise ApiError(499, "The client closed the connection before the answer was ready", code="client_closed")

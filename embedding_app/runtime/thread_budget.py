@@ -67,6 +67,10 @@ class ThreadBudget:
         """The OpenMP wait settings a worker adds to its environment before torch loads."""
         return {}
 
+    def oversubscription(self) -> str | None:
+        """A start-up warning when the workers' torch threads would outnumber the cores, else None."""
+        raise NotImplementedError
+
 
 class FixedThreads(ThreadBudget):
     """THREADS_PER_WORKER=<n>: n torch threads (and tokenizer threads) in every worker, nothing shared."""

@@ -77,7 +77,7 @@ def worker_abort(worker) -> None:
     """On a timeout, answer the request in hand with an OpenAI-shaped 503 instead of gunicorn's empty 500."""
     from flask import has_request_context, request
 
-    from embedding_app.api.errors import ApiError
+    from embedding_app.api.deadline import timed_out
 
     timeout = get_settings().timeout
     # gunicorn calls this from its SIGABRT handler, then exits the worker; raising here unwinds the
@@ -89,10 +89,7 @@ def worker_abort(worker) -> None:
     if has_request_context():
         worker.log.error("%s %s took longer than the %ds timeout: answering 503, then replacing this worker",
                          request.method, request.path, timeout)
-        # The same request would time out again: tell the OpenAI SDK not to retry it.
-        raise ApiError(503, f"The request took longer than this server's time limit of {timeout}s "
-                            "(EMBEDDING_SERVER_TIMEOUT) and was stopped; send fewer or shorter inputs per request",
-                       code="timeout", headers={"x-should-retry": "false"})
+        raise timed_out(timeout)
 
 
 def worker_exit(server, worker) -> None:
