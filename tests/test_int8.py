@@ -1,5 +1,11 @@
 """The faithful int8 layer: its kernel against a float reference of the same arithmetic, fallbacks, calibration."""
 
+import json
+import os
+import platform
+import subprocess
+import sys
+
 import pytest
 import torch
 from torch import nn
@@ -13,6 +19,7 @@ from embedding_app.inference.int8_mode import (
     calibrate,
     mark_outliers,
 )
+from embedding_app.inference.int8_weights import FULL, PAIRED, pair_sums
 from embedding_app.inference.quantize import build_int8, int8_available
 
 ROWS = (1, 7, 300, 2500)
@@ -88,19 +95,51 @@ def test_without_onednn_int8_the_layer_runs_its_reference_and_stays_correct(monk
 
 
 SATURATING = {  # _exact probes of CPUs without VNNI
-    "int16 pairs": lambda self, packed, levels: 2 * levels * int(self.wq.abs().max()) < 2 ** 15,
-    "7-bit weights only": lambda self, packed, levels: int(self.wq.abs().max()) <= 63,
+    # vpmaddubsw (oneDNN's and fbgemm's AVX2 kernels): adjacent columns' u8 x s8 products added in int16
+    "adjacent int16 pairs": lambda self, packed, levels: levels * int(pair_sums(self.wq.int()).max()) < 2 ** 15,
+    "any int16 pairs": lambda self, packed, levels: 2 * levels * int(self.wq.abs().max()) < 2 ** 15,
 }
 
 
-@pytest.mark.parametrize("kernel, levels, weight_bits", [("int16 pairs", 127, 8), ("7-bit weights only", 255, 7)])
-def test_a_kernel_that_saturates_gets_the_first_exact_precision(monkeypatch, kernel, levels, weight_bits):
+@pytest.mark.parametrize("kernel, levels, scheme", [("adjacent int16 pairs", 255, PAIRED), ("any int16 pairs", 127, FULL)])
+def test_a_kernel_that_saturates_gets_the_first_exact_precision(monkeypatch, kernel, levels, scheme):
     monkeypatch.setattr(Int8Linear, "_exact", SATURATING[kernel])
     weight, bias, outliers, states = problem()
     layer = Int8Linear(weight, bias, outliers)
-    assert layer.levels == levels and int(layer.wq.abs().max()).bit_length() + 1 == weight_bits
+    assert (layer.levels, layer.scheme) == (levels, scheme)
     with torch.inference_mode():
         assert_same_arithmetic(layer, states)
+
+
+def test_paired_weights_keep_every_adjacent_pair_within_int16_and_more_than_7_bits():
+    from embedding_app.inference.int8_weights import (
+        EXTRA_SHARE,
+        binding_columns,
+        quantize_weight,
+    )
+
+    weight = problem(inputs=1536, outputs=384)[0]
+    extra = binding_columns(weight, 1536 // EXTRA_SHARE)
+    wq, _ = quantize_weight(weight.index_fill(1, torch.tensor(extra), 0.0), PAIRED)
+    assert 255 * int(pair_sums(wq.int()).max()) < 2 ** 15
+    assert float(wq.abs().amax(dim=1).float().mean()) > 96  # 7-bit weights would stop at 63
+    assert len(set(extra)) == len(extra) == 1536 // EXTRA_SHARE and torch.all(wq[:, extra] == 0)
+
+
+@pytest.mark.skipif(platform.machine() not in ("x86_64", "AMD64"), reason="oneDNN's AVX2 kernel is x86 only")
+def test_without_vnni_the_real_kernel_runs_8_bit_activations_exactly():
+    # oneDNN capped at AVX2 runs the int16-pair kernel of CPUs without VNNI (AMD Zen 2/3, Intel before Cascade Lake).
+    code = ("import json, torch; from tests.test_int8 import problem, float_reference; "
+            "from embedding_app.inference.int8_linear import Int8Linear; "
+            "w, b, o, x = problem(inputs=1536, outputs=384, rows=700); layer = Int8Linear(w, b, o); "
+            "got, want = layer(x.clone()), float_reference(layer, x); "
+            "print(json.dumps([layer.levels, layer.scheme, layer.prepacked, float((got - want).abs().max()), "
+            "float(want.abs().max())]))")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=True,
+                            env={**os.environ, "ONEDNN_MAX_CPU_ISA": "AVX2"})
+    levels, scheme, prepacked, error, largest = json.loads(result.stdout.strip().splitlines()[-1])
+    assert (levels, scheme, prepacked) == (255, PAIRED, True), result.stderr
+    assert error <= 1e-3 * largest  # a saturated int16 pair would be off by thousands of steps
 
 
 def test_the_exactness_probe_matches_what_the_cpu_computes():
@@ -154,7 +193,7 @@ def test_the_packed_path_runs_every_matrix_multiplication_in_int8(minilm_model_a
     packed = PackedBert(build_int8(*minilm_model_and_tokenizer))
     parts = [part for layer in packed.layers for part in layer.linears()]
     assert all(isinstance(part, Int8Linear) for part in parts)
-    # oneDNN's int8 GEMM wherever this torch has it (at full precision or, without VNNI, at 7 bits).
+    # oneDNN's int8 GEMM wherever this torch has it (8-bit weights with VNNI, paired weights without).
     has_kernel = Int8Linear(torch.randn(64, 64), None, torch.tensor([0])).prepacked
     assert all(part.prepacked == has_kernel for part in parts)
 
@@ -178,7 +217,9 @@ def test_models_off_the_packed_path_get_int8_modules():
 def test_availability_says_whether_the_fast_kernel_runs_at_full_precision(monkeypatch):
     layer = Int8Linear(torch.randn(64, 64), None, torch.tensor([0]))
     assert int8_available() == (layer.prepacked and layer.levels == 255)
-    monkeypatch.setattr(int8_linear.Int8Linear, "_exact", SATURATING["int16 pairs"])
+    monkeypatch.setattr(int8_linear.Int8Linear, "_exact", SATURATING["adjacent int16 pairs"])
+    assert int8_available()
+    monkeypatch.setattr(int8_linear.Int8Linear, "_exact", SATURATING["any int16 pairs"])
     assert not int8_available()
     monkeypatch.setattr(int8_linear.Int8Linear, "_exact", lambda self, packed, levels: False)
     assert not int8_available()

@@ -5,7 +5,8 @@ q = per-token asymmetric uint8 of x with the outlier columns zeroed (scale s, ze
 of wq (the zero points' share). The few outlier columns, the bias and the zero-point correction ride in one small
 fp32 GEMM; oneDNN's int8 GEMM (torch.ops.onednn.qlinear_pointwise: exact int32 sums, per-channel scale fused)
 adds into its output in place, and one pass applies the per-token scale. Per-token scales alone fall short of min
-cosine 0.999 to fp32 on all-MiniLM-L6-v2; the outlier columns reach it (BENCHMARKS.md, "Faithful int8").
+cosine 0.999 to fp32 on all-MiniLM-L6-v2; the outlier columns reach it (BENCHMARKS.md, "Faithful int8"). Where the
+CPU's kernel adds pairs of products in int16 (no VNNI), paired weights keep 8-bit activations exact (int8_weights.py).
 """
 
 from __future__ import annotations
@@ -15,14 +16,15 @@ import logging
 
 import torch
 
+from .int8_weights import EXTRA_SHARE, FULL, PAIRED, binding_columns, quantize_weight
 from .prepacked_linear import LinearLayer, PrepackedLinear
 
 log = logging.getLogger(__name__)
-# (activation, weight) levels, best first. Without VNNI, x86 int8 kernels add pairs of u8 x s8 products in int16
-# (vpmaddubsw), which saturates unless 2 * 255 * 63 or 2 * 127 * 127 < 2**15: a probe at load finds the first
-# precision this CPU's kernel sums exactly (not assumed from flags). Measured (BENCHMARKS.md): 7-bit activations
-# lose less than 7-bit weights, and either falls short of min cosine 0.999 on all-MiniLM-L6-v2.
-PRECISIONS = ((255, 127), (127, 127), (255, 63))
+# (activation levels, weight scheme), best first: a probe at load finds the first one this CPU's kernel sums exactly
+# (not assumed from flags). VNNI sums 8-bit products exactly; without it, x86 kernels add adjacent pairs of u8 x s8
+# products in int16 (vpmaddubsw), which paired weights respect; 7-bit activations (2 * 127 * 127 < 2**15) are the
+# last resort for a kernel that pairs otherwise (min cosine 0.998 on all-MiniLM-L6-v2: not for QUANTIZE=true).
+PRECISIONS = ((255, FULL), (255, PAIRED), (127, FULL))
 PROBE_ROWS = 64
 BLOCK_ELEMENTS = 1 << 17  # 512 KiB of fp32: under malloc's mmap threshold, and in the core's L2 cache
 
@@ -70,11 +72,11 @@ class Int8Linear(LinearLayer):
         # A caller whose input is dead after the call lets the layer quantize in it: no input-sized copy.
         self.overwrite_input = overwrite_input
         self.bias = torch.zeros(weight.shape[0]) if bias is None else bias.detach().float()
-        self.outliers, self.gelu = outliers.long(), gelu
+        self.calibrated, self.gelu = outliers.long(), gelu
         self.w_zero = torch.zeros(weight.shape[0], dtype=torch.int64)
         self.kernel = "int8 arithmetic in fp32 (slow reference)"
-        for levels, weight_levels in PRECISIONS:
-            self._quantize_weight(weight, weight_levels)
+        for levels, scheme in PRECISIONS:
+            self._quantize_weight(weight, scheme)
             if self._prepack(levels):
                 break
         else:
@@ -82,10 +84,12 @@ class Int8Linear(LinearLayer):
             self.levels = PRECISIONS[0][0]
             self._quantize_weight(weight, PRECISIONS[0][1])
 
-    def _quantize_weight(self, weight: torch.Tensor, levels: int) -> None:
-        main = weight.index_fill(1, self.outliers, 0.0)
-        self.w_scale = (main.abs().amax(dim=1) / levels).clamp_(min=1e-30)
-        self.wq = torch.round(main / self.w_scale[:, None]).clamp_(-levels, levels).to(torch.int8)
+    def _quantize_weight(self, weight: torch.Tensor, scheme: str) -> None:
+        self.scheme, self.outliers = scheme, self.calibrated
+        if scheme == PAIRED:  # the columns where the pair bound binds most join the calibrated ones in fp32
+            extra = binding_columns(weight.index_fill(1, self.outliers, 0.0), weight.shape[1] // EXTRA_SHARE)
+            self.outliers = torch.cat([self.outliers, torch.tensor(extra, dtype=torch.long)])
+        self.wq, self.w_scale = quantize_weight(weight.index_fill(1, self.outliers, 0.0), scheme)
         # The fp32 side GEMM's columns: the outliers, the bias, and the zero points' share (w_scale * row sums of wq).
         correction = self.w_scale * self.wq.sum(dim=1, dtype=torch.float32)
         self.extra_weight = torch.cat([weight[:, self.outliers], self.bias[:, None], correction[:, None]], dim=1)
@@ -122,8 +126,9 @@ class Int8Linear(LinearLayer):
             prepacked = torch.ops.onednn.qlinear_prepack(self.wq, None)
             if self._exact(prepacked, levels):
                 self.prepacked_weight, self.levels = prepacked, levels
-                bits = int(self.wq.abs().max()).bit_length() + 1
-                self.kernel = f"oneDNN int8 u8 x s8 ({levels.bit_length()}-bit activations, {bits}-bit weights)"
+                weights = "8-bit weights" if self.scheme == FULL else (
+                    f"paired weights, {len(self.outliers) - len(self.calibrated)} more fp32 columns")
+                self.kernel = f"oneDNN int8 u8 x s8 ({levels.bit_length()}-bit activations, {weights})"
                 return True
         except (RuntimeError, NotImplementedError, AttributeError) as exc:  # a torch without oneDNN's int8 ops
             log.info("oneDNN int8 linear unavailable: %s", exc)
@@ -131,9 +136,10 @@ class Int8Linear(LinearLayer):
 
     def _exact(self, prepacked: torch.Tensor, levels: int) -> bool:
         """Whether oneDNN's sums match exact ones on worst cases (saturating int16 pairs fail) and random inputs."""
-        # Row j of the probe drives output j to its largest sum; 64 outputs suffice (a saturating kernel fails on
-        # nearly every one) and keep the float64 check cheap at load.
-        worst = torch.where(self.wq[:PROBE_ROWS] > 0, levels, 0).to(torch.uint8)
+        # Row j of the probe drives output j to its largest sum, row PROBE_ROWS + j to its most negative; 64 outputs
+        # suffice (a saturating kernel fails on nearly every one) and keep the float64 check cheap at load.
+        rows = self.wq[:PROBE_ROWS]
+        worst = torch.cat([torch.where(rows > 0, levels, 0), torch.where(rows < 0, levels, 0)]).to(torch.uint8)
         probe = torch.cat([worst, torch.randint(0, levels + 1, (7, self.wq.shape[1]), dtype=torch.uint8,
                                                 generator=torch.Generator().manual_seed(0))])
         got = torch.ops.onednn.qlinear_pointwise(probe, 1.0, 0, prepacked, torch.ones_like(self.w_scale), self.w_zero,
