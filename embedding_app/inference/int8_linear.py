@@ -95,6 +95,12 @@ class Int8Linear(LinearLayer):
         self.extra_weight = torch.cat([weight[:, self.outliers], self.bias[:, None], correction[:, None]], dim=1)
         self.extra = PrepackedLinear(self.extra_weight, None)  # fp32, pre-packed for oneDNN where it agrees
 
+    @property
+    def shape(self) -> str:
+        """int8, in x out features, fused GELU: the key of its kernel in the load log and /health."""
+        outputs, inputs = self.wq.shape
+        return f"int8 {inputs}x{outputs}" + (" +gelu" if self.gelu else "")
+
     def __call__(self, states: torch.Tensor) -> torch.Tensor:
         outliers = states[:, self.outliers]
         # The outlier columns are zeroed in place for the quantization and, unless the caller is done with states,

@@ -71,10 +71,10 @@ def _seconds(call: Callable[[], object]) -> float:
 def choose_kernels(layers: list, rows: int) -> dict[str, str]:
     """For each distinct shape, keep the faster of pre-packed oneDNN and F.linear on rows x in_features inputs."""
     groups: dict[str, list] = {}
+    kernels = {layer.shape: layer.kernel for layer in layers if layer.kernel}  # fixed ones (int8), for the record
     for layer in layers:
         if isinstance(layer, PrepackedLinear) and layer.prepacked:  # only a layer that can run both ways has a choice
             groups.setdefault(layer.shape, []).append(layer)
-    kernels = {}
     for shape, same in groups.items():
         times = _kernel_times(same[0], rows)
         kernels[shape] = min(times, key=times.get)
