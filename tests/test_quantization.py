@@ -103,13 +103,26 @@ def test_int8_without_vnni_keeps_every_bound_and_is_timed_by_true():
     assert measured["batch_invariance"] >= MIN_BATCH_INVARIANCE, measured
 
 
+@pytest.mark.parametrize("native_bf16", [True, False])
 @pytest.mark.parametrize("full_precision_int8", [True, False])
-def test_true_times_every_faithful_mode_and_forces_none(monkeypatch, full_precision_int8):
+def test_true_times_every_faithful_mode_this_cpu_runs_and_forces_none(monkeypatch, native_bf16, full_precision_int8):
     from embedding_app.inference import quantize
 
     monkeypatch.setattr(quantize, "int8_available", lambda: full_precision_int8)
-    expected = FAITHFUL_MODES if full_precision_int8 else tuple(mode for mode in FAITHFUL_MODES if mode != "int8")
-    assert candidates("true") == (expected, None)
+    monkeypatch.setattr(quantize, "bf16_native", lambda: native_bf16)
+    runs = {"fp32": True, "bf16": native_bf16, "int8": full_precision_int8}
+    assert candidates("true") == (tuple(mode for mode in FAITHFUL_MODES if runs[mode]), None)
+
+
+def test_bf16_counts_as_native_only_with_the_cpu_flag_and_onednn_kernels(monkeypatch):
+    import torch
+
+    from embedding_app.inference import quantize
+
+    monkeypatch.setattr(quantize, "cpu_flags", lambda: {"avx2", "avx512_bf16"})
+    assert quantize.bf16_native() == bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    monkeypatch.setattr(quantize, "cpu_flags", lambda: {"avx2", "fma"})
+    assert not quantize.bf16_native()
 
 
 def test_false_is_fp32_alone():

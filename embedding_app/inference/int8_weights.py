@@ -39,15 +39,23 @@ def pair_sums(main: torch.Tensor) -> torch.Tensor:
 def binding_columns(main: torch.Tensor, count: int) -> list[int]:
     """Greedily, the count input columns whose removal most loosens the pair bound (main's copy is zeroed in)."""
     main, chosen = main.clone(), []
+    sums = pair_sums(main)
+    (worst, pair), peak = sums.max(dim=1), main.abs().amax(dim=1)
     for _ in range(count):
-        sums = pair_sums(main)
-        worst, pair = sums.max(dim=1)
-        rows = torch.nonzero(worst > main.abs().amax(dim=1)).flatten()  # rows whose scale the pair bound sets
+        rows = torch.nonzero(worst > peak).flatten()  # rows whose scale the pair bound sets
         if len(rows) == 0:
             break
         left, right = main[rows, 2 * pair[rows]].abs(), main[rows, 2 * pair[rows] + 1].abs()
         columns = torch.where(left >= right, 2 * pair[rows], 2 * pair[rows] + 1)
         column = int(torch.bincount(columns, minlength=main.shape[1]).argmax())  # the larger half most often
         chosen.append(column)
+        # Zeroing one column changes one pair's sums and the peaks it held: update only those rows (load time).
+        held = main[:, column].abs() == peak
         main[:, column] = 0.0
+        peak[held] = main[held].abs().amax(dim=1)
+        if column // 2 < sums.shape[1]:
+            first = column - column % 2
+            sums[:, column // 2] = pair_sums(main[:, first:first + 2])[:, 0]
+            moved = pair == column // 2
+            worst[moved], pair[moved] = sums[moved].max(dim=1)
     return chosen

@@ -37,10 +37,16 @@ def candidates(requested: str) -> tuple[tuple[str, ...], str | None]:
     """The modes to load and time for a QUANTIZE value, and the one it forces (None: the fastest faithful one)."""
     if requested in ("false", "fp32"):
         return ("fp32",), "fp32"
-    if requested == "true":  # int8 only where it runs at full precision (int8_available)
-        return tuple(mode for mode in FAITHFUL_MODES if mode != "int8" or int8_available()), None
+    if requested == "true":  # bf16 only where native, int8 only where it runs at full precision
+        available = {"fp32": True, "bf16": bf16_native(), "int8": int8_available()}
+        return tuple(mode for mode in FAITHFUL_MODES if available[mode]), None
     # A concrete mode is timed beside fp32, so the log can say what it gains or costs on this CPU.
     return (requested, "fp32"), requested
+
+
+def bf16_native() -> bool:
+    """Whether this CPU has bf16 arithmetic and oneDNN's kernels use it (emulated bf16 ran 4-10x slower than fp32)."""
+    return native_bf16_flag(cpu_flags()) is not None and bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
 
 
 def int8_available() -> bool:
