@@ -28,11 +28,14 @@ def calibrate(model: nn.Module, tokenizer, columns: int | None = None) -> dict[s
 
     hooks = [module.register_forward_hook(record(name)) for name, module in model.named_modules()
              if type(module) is nn.Linear]
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # short lines gain nothing from more, and a sibling worker may be loading beside it
     try:
         with torch.inference_mode():
             for line in CALIBRATION.read_text().splitlines():
                 model(**tokenizer(line, return_tensors="pt", truncation=True, max_length=256))
     finally:
+        torch.set_num_threads(threads)
         for hook in hooks:
             hook.remove()
     return {name: peak.topk(min(columns, peak.numel())).indices.sort().values for name, peak in peaks.items()}
