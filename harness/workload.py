@@ -30,3 +30,10 @@ def make_requests(short: list[str], long: list[str], count: int, seed: int = 0) 
     rng = random.Random(seed)
     return [[rng.choice(long) if rng.random() < LONG_SHARE else rng.choice(short)
              for _ in range(rng.choice(REQUEST_SIZES))] for _ in range(count)]
+
+
+def fresh_rounds(texts: list[str], rounds: int, requests: int, per_request: int, seed: int = 0) -> list[list[list[str]]]:
+    """Each round its own requests of per_request random texts: no batch shape repeats from one round to the next,
+    as in a server, where oneDNN's kernels for a new shape are built at first use (int8 pays more for that)."""
+    rng = random.Random(seed)
+    return [[[rng.choice(texts) for _ in range(per_request)] for _ in range(requests)] for _ in range(rounds)]

@@ -19,3 +19,13 @@ def test_top_k_overlap_counts_shared_neighbours():
     queries = np.array([[1, 0.5, 0, 0]], dtype=np.float32)
     assert top_k(queries, passages, k=2).tolist() == [[0, 1]]
     assert overlap(np.array([[0, 1]]), np.array([[1, 2]])) == 0.5
+
+
+def test_fresh_rounds_are_seeded_and_never_repeat_a_round():
+    from harness.workload import fresh_rounds, load_texts
+
+    texts = load_texts()
+    rounds = fresh_rounds(texts, rounds=3, requests=4, per_request=8)
+    assert rounds == fresh_rounds(texts, rounds=3, requests=4, per_request=8)
+    assert [len(requests) for requests in rounds] == [4, 4, 4] and all(len(r) == 8 for r in rounds[0])
+    assert rounds[0] != rounds[1] != rounds[2]
