@@ -3,7 +3,7 @@
 import numpy as np
 
 from harness.quality import overlap, top_k
-from harness.workload import REQUEST_SIZES, make_requests
+from harness.workload import REQUEST_SIZES, fresh_rounds, load_texts, make_requests
 
 
 def test_workload_is_the_same_every_run():
@@ -22,8 +22,6 @@ def test_top_k_overlap_counts_shared_neighbours():
 
 
 def test_fresh_rounds_are_seeded_and_never_repeat_a_round():
-    from harness.workload import fresh_rounds, load_texts
-
     texts = load_texts()
     rounds = fresh_rounds(texts, rounds=3, requests=4, per_request=8)
     assert rounds == fresh_rounds(texts, rounds=3, requests=4, per_request=8)
