@@ -5,14 +5,13 @@ engines on 12 requests x 32 mixed real texts (tests/data/texts.json), timed alte
 their fidelity to fp32. Rates are per CPU-second of the one thread (process CPU time), so other processes on a
 shared machine hardly move them. Like a server worker, it first fixes glibc's mmap threshold at 1 MiB and backs
 those mappings with transparent huge pages where glibc and the kernel allow (embedding_app/runtime/allocator.py), so
-every large tensor torch allocates is fresh pages, as in the server; --default-malloc leaves glibc's defaults (ONNX Runtime has its own arena either way). ONEDNN_MAX_CPU_ISA=AVX2 in the environment emulates an AVX2-only CPU for
+every large tensor torch allocates is fresh pages, as in the server (report.as_a_worker); --default-malloc leaves glibc's defaults (ONNX Runtime has its own arena either way). ONEDNN_MAX_CPU_ISA=AVX2 in the environment emulates an AVX2-only CPU for
 oneDNN's kernels (not MKL's, fbgemm's or ONNX Runtime's).
 """
 
 from __future__ import annotations
 
 import json
-import os
 import sys
 import tempfile
 import time
@@ -158,13 +157,10 @@ def end_to_end(rounds: int = 3) -> str:
 
 def main() -> None:
     """Print both tables (--gemm-only: the kernel table alone; --e2e-only: the engines alone)."""
-    from embedding_app.runtime.allocator import limit_worker_caches, with_huge_pages
+    from .report import as_a_worker
 
     if "--default-malloc" not in sys.argv:  # as a server worker does: tensors >= 1 MiB on transparent huge pages
-        restart = with_huge_pages(dict(os.environ))
-        if restart is not None:  # glibc reads its tunables at start-up only, as in the gunicorn master
-            os.execve(sys.executable, sys.orig_argv, restart)
-        limit_worker_caches()
+        as_a_worker()
     if "--e2e-only" not in sys.argv:
         print(gemm_table(), flush=True)
     if "--gemm-only" not in sys.argv:

@@ -17,6 +17,19 @@ def in_fresh_process(function, *args):
         return pool.submit(function, *args).result()
 
 
+def as_a_worker() -> None:
+    """Set this process's memory up as a server worker's (huge pages for tensors >= 1 MiB, small oneDNN caches),
+    restarting it once where glibc must read the huge-pages tunable at start-up (as the gunicorn master does)."""
+    import sys
+
+    from embedding_app.runtime.allocator import limit_worker_caches, with_huge_pages
+
+    restart = with_huge_pages(dict(os.environ))
+    if restart is not None:
+        os.execve(sys.executable, sys.orig_argv, restart)
+    limit_worker_caches()
+
+
 def table(header: list[str], rows: list[list]) -> str:
     """A markdown table; floats below 1 get 3 significant digits, larger ones one decimal."""
     def cell(value):

@@ -124,3 +124,12 @@ def test_the_choice_benchmark_sets_the_pick_beside_every_variant():
     for mode in FAITHFUL_MODES:  # every faithful mode: F.linear at least, or its own int8 kernel
         assert f"| {mode}, F.linear |" in report or f"| {mode} |" in report
     assert "| 1.000 |" in report  # the fastest one, against which the others are given
+
+
+def test_what_to_expect_runs_the_default_server_for_each_client_count():
+    from bench.expect import run
+
+    report = run(requests_count=3, clients=[1, 2], rounds=1)
+    assert "QUANTIZE=true -> " in report and "| 1 client |" in report and "| 2 clients |" in report
+    rows = [line for line in report.splitlines() if line.startswith("| 1 client")]
+    assert float(rows[0].split("|")[2]) > 0 and float(rows[0].split("|")[3]) > 0  # both kinds answered
