@@ -3,10 +3,10 @@
 Without VNNI, x86 int8 kernels (oneDNN's AVX2 one among them) multiply u8 activations by s8 weights with
 vpmaddubsw, which adds the products of adjacent input columns (2k, 2k + 1) in int16 and saturates. 8-bit activations
 stay exact if, in every output row, the positive (and the negative) weights of each adjacent pair sum to at most 128
-in magnitude: 255 * 128 < 2**15. "Paired" weights scale each row to that bound, about 7.7 bits where 7-bit weights
-would be 7, and move the input columns where the bound binds most to the fp32 side GEMM, one in EXTRA_SHARE.
-Measured on all-MiniLM-L6-v2 (BENCHMARKS.md, "Faithful int8 without VNNI"): min cosine 0.9994 to fp32, where 7-bit
-activations reach 0.9984 and 7-bit weights 0.9982.
+in magnitude: 255 * 128 < 2**15. "Paired" weights scale each row to that bound (about 7.7 bits on all-MiniLM-L6-v2)
+and move the input columns where the bound binds most to the fp32 side GEMM, one in EXTRA_SHARE. Measured on
+all-MiniLM-L6-v2 (BENCHMARKS.md, "Without VNNI: paired weights"): min cosine 0.9994 to fp32, where 7-bit activations
+reach 0.9984 and 7-bit weights 0.9982.
 """
 
 from __future__ import annotations
