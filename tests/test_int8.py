@@ -172,10 +172,47 @@ def test_a_row_alone_gives_the_same_numbers_as_inside_a_batch():
 
 def test_quantized_rows_keep_zero_exact_and_use_the_whole_range():
     states = torch.tensor([[0.0, -1.0, 3.0], [0.0, 0.0, 0.0], [0.0, 4.0, 1.0]])
-    values, _, zero = quantize_rows(states.clone(), 255)
+    values, _, side = quantize_rows(states.clone(), 255)
+    zero = -side[:, -1]
     assert torch.equal(values[:, 0].float(), zero)  # 0.0 maps exactly to the zero point
     assert values[0].max() == 255 and values[0].min() == 0 and values[2].max() == 255
     assert torch.all(values[1] == zero[1])
+
+
+@pytest.mark.parametrize("levels", [255, 127])
+def test_the_compiled_quantization_rounds_each_row_to_its_own_grid(levels):
+    generator = torch.Generator().manual_seed(3)
+    states = torch.randn(333, 384, generator=generator) * torch.rand(333, 1, generator=generator) * 8
+    states[5] = 0.0  # a row of zeros keeps a usable scale
+    states[7] = states[7].abs()  # a row with no negative value still holds 0 in its range
+    outliers = torch.randn(333, 3, generator=generator) * 50
+    values, scale, side = quantize_rows(states, levels, outliers)
+    zero = -side[:, -1]
+    assert values.dtype == torch.uint8 and int(values.max()) <= levels
+    assert torch.equal(zero, zero.round()) and bool((zero >= 0).all()) and bool((zero <= levels).all())
+    grid = states.double() / scale.double()[:, None] + zero.double()[:, None]  # where each value lies on its row's grid
+    assert float((values.double() - grid.clamp(0, levels)).abs().max()) <= 0.5 + 1e-3  # rounded to the nearest step
+    assert torch.allclose(side[:, :3], outliers / scale[:, None], rtol=1e-6)
+    assert torch.allclose(side[:, 3], 1 / scale, rtol=1e-6)
+    assert bool((values[5] == zero[5]).all()) and int(zero[7]) == 0
+
+
+def test_the_quantization_loop_compiles_where_no_cache_directory_is_writable(monkeypatch):
+    from numba.core import caching
+
+    from embedding_app.inference import int8_kernels
+
+    states = torch.randn(9, 40)
+    expected = quantize_rows(states, 255)
+    int8_kernels.quantize_kernel.cache_clear()
+    monkeypatch.setattr(caching.CacheImpl, "_locator_classes", [])  # as on a read-only file system
+    try:
+        with pytest.raises(RuntimeError, match="no locator"):  # what numba does there when asked to cache
+            int8_kernels.numba_jit(cache=True)(int8_kernels._quantize)
+        for got, want in zip(quantize_rows(states, 255), expected):
+            assert torch.equal(got, want)
+    finally:
+        int8_kernels.quantize_kernel.cache_clear()
 
 
 def test_calibration_picks_the_same_columns_for_query_key_and_value(minilm_model_and_tokenizer):

@@ -16,6 +16,7 @@ import logging
 
 import torch
 
+from .int8_kernels import quantize_kernel
 from .int8_weights import EXTRA_SHARE, FULL, PAIRED, binding_columns, quantize_weight
 from .prepacked_linear import LinearLayer, PrepackedLinear
 
@@ -26,35 +27,22 @@ log = logging.getLogger(__name__)
 # last resort for a kernel that pairs otherwise (min cosine 0.998 on all-MiniLM-L6-v2: not for QUANTIZE=true).
 PRECISIONS = ((255, FULL), (255, PAIRED), (127, FULL))
 PROBE_ROWS = 64
-BLOCK_ELEMENTS = 1 << 17  # 512 KiB of fp32: under malloc's mmap threshold, and in the core's L2 cache
 
 
 def quantize_rows(states: torch.Tensor, levels: int,
-                  overwrite: bool = True) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Per-row asymmetric quantization to 0..levels: uint8 values, fp32 scales and zero points.
-
-    overwrite: compute in states itself; else through a small buffer, a block of rows at a time.
-    """
-    # amax and amin separately: measured 20x faster than torch.aminmax(dim=1) here; the range always holds 0,
-    # so an exact zero (a zeroed outlier column) stays exactly zero.
+                  outliers: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Per-row asymmetric quantization of states to 0..levels: uint8 values, fp32 scales, and the side GEMM's inputs
+    [outliers / scale, 1 / scale, -zero point] (outliers: [rows, count] values kept in fp32, none if None)."""
+    # amax and amin separately: measured 20x faster than torch.aminmax(dim=1) here; the range always holds 0, so an
+    # exact zero (a zeroed outlier column) stays exactly zero.
     high, low = states.amax(dim=1).clamp_(min=0), states.amin(dim=1).clamp_(max=0)
-    scale = (high - low).div_(levels).clamp_(min=1e-12)
-    inverse = scale.reciprocal()
-    zero = (-low * inverse).round_()
-    # A worker's tensors of 1 MiB or more are fresh pages (embedding_app/runtime/allocator.py): page faults cost more than
-    # the arithmetic, so no input-sized float buffer is allocated; the block buffer stays below that size.
-    if overwrite:
-        values = torch.addcmul(zero[:, None], states, inverse[:, None], out=states).round_().clamp_(0, levels)
-        return values.to(torch.uint8), scale, zero
-    values = torch.empty(states.shape, dtype=torch.uint8)
-    step = max(1, BLOCK_ELEMENTS // states.shape[1])
-    block = torch.empty(min(step, states.shape[0]), states.shape[1])
-    for first in range(0, states.shape[0], step):
-        rows = slice(first, first + step)
-        part = block[:len(states[rows])]
-        torch.addcmul(zero[rows, None], states[rows], inverse[rows, None], out=part).round_().clamp_(0, levels)
-        values[rows] = part
-    return values, scale, zero
+    rows = states.shape[0]
+    outliers = torch.empty(rows, 0) if outliers is None else outliers
+    values, scale = torch.empty(states.shape, dtype=torch.uint8), torch.empty(rows)
+    side = torch.empty(rows, outliers.shape[1] + 2)
+    quantize_kernel()(states.numpy(), outliers.numpy(), high.numpy(), low.numpy(), levels, values.numpy(), scale.numpy(),
+                      side.numpy())
+    return values, scale, side
 
 
 @functools.cache
@@ -69,7 +57,7 @@ class Int8Linear(LinearLayer):
     def __init__(self, weight: torch.Tensor, bias: torch.Tensor | None, outliers: torch.Tensor,
                  gelu: str | None = None, overwrite_input: bool = False):
         weight = weight.detach().float()
-        # A caller whose input is dead after the call lets the layer quantize in it: no input-sized copy.
+        # A caller whose input is dead after the call lets the layer leave its outlier columns zeroed.
         self.overwrite_input = overwrite_input
         self.bias = torch.zeros(weight.shape[0]) if bias is None else bias.detach().float()
         self.calibrated, self.gelu = outliers.long(), gelu
@@ -102,15 +90,15 @@ class Int8Linear(LinearLayer):
         return f"int8 {inputs}x{outputs}" + (" +gelu" if self.gelu else "")
 
     def __call__(self, states: torch.Tensor) -> torch.Tensor:
+        states = states.detach().contiguous()
         outliers = states[:, self.outliers]
-        # The outlier columns are zeroed in place for the quantization and, unless the caller is done with states,
-        # put back (bit-exact) at once: no input-sized copy either way.
-        values, scale, zero = quantize_rows(states.index_fill_(1, self.outliers, 0.0), self.levels,
-                                            self.overwrite_input)
+        # The outlier columns are zeroed in place for the range and, unless the caller is done with states, put back
+        # (bit-exact) at once: no input-sized copy either way.
+        states.index_fill_(1, self.outliers, 0.0)
+        values, scale, side = quantize_rows(states, self.levels, outliers)
         if not self.overwrite_input:
             states.index_copy_(1, self.outliers, outliers)
-        inverse = scale.reciprocal()
-        out = self.extra(torch.cat([outliers.mul_(inverse[:, None]), inverse[:, None], -zero[:, None]], dim=1))
+        out = self.extra(side)
         if self.prepacked_weight is None:
             out.add_(self.int_gemm(values))
         else:  # oneDNN adds its result into out in place ("sum"): no second output-sized buffer
