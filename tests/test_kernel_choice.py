@@ -101,6 +101,16 @@ def test_the_cache_key_changes_with_what_changes_the_kernels(monkeypatch):
     assert cache_key("true", "model") != base
 
 
+def test_the_cache_key_changes_with_the_inference_code(tmp_path):
+    from embedding_app.inference.choice_cache import code_identity
+
+    (tmp_path / "layer.py").write_text("SPEED = 1\n")
+    before = code_identity(tmp_path)
+    (tmp_path / "layer.py").write_text("SPEED = 2\n")  # an upgraded layer: the probe must run again
+    assert code_identity.__wrapped__(tmp_path) != before
+    assert code_identity(tmp_path) == before  # computed once per process
+
+
 def test_an_unusable_cache_directory_only_costs_a_probe(tiny_source, tmp_path, caplog):
     blocker = tmp_path / "a-file"
     blocker.write_text("")

@@ -1,4 +1,4 @@
-"""The probe's choices kept on disk, keyed by CPU, torch, model and threads, so that later starts skip the probe.
+"""The probe's choices kept on disk, keyed by CPU, torch, model, threads and code, so that later starts skip the probe.
 
 Workers that start together take turns on a file lock: the first one probes (while the others wait, so they do
 not disturb its timings) and the rest read its answer.
@@ -7,6 +7,7 @@ not disturb its timings) and the rest read its answer.
 from __future__ import annotations
 
 import fcntl
+import functools
 import hashlib
 import json
 import logging
@@ -22,7 +23,9 @@ from embedding_app.config.settings import kernel_environment
 from .kernel_choice import Choice
 
 log = logging.getLogger(__name__)
-VERSION = 1  # bump when the probe or the candidates change meaning: older entries are then ignored
+# The code that decides which mode and kernels win (the modes' layers, the probe): a server upgraded in place, or
+# a faster int8 layer, must probe again rather than keep an answer measured on other code.
+CODE = Path(__file__).parent
 LOCK_WAIT = 60  # seconds a worker waits for another one's probe before probing without the cache
 
 
@@ -37,11 +40,20 @@ def cpu_identity() -> str:
     return f"{fields.get('model name', '?')} | {fields.get('flags', fields.get('Features', ''))}"
 
 
+@functools.cache
+def code_identity(directory: Path = CODE) -> str:
+    """A digest of the inference code's source files."""
+    digest = hashlib.sha256()
+    for path in sorted(directory.rglob("*.py")):
+        digest.update(path.relative_to(directory).as_posix().encode() + b"\0" + path.read_bytes())
+    return digest.hexdigest()[:16]
+
+
 def cache_key(*parts: object) -> str:
     """A short digest of everything a choice depends on: the caller's parts plus CPU, torch and kernel settings."""
     import torch
 
-    identity = [VERSION, cpu_identity(), torch.__version__, torch.get_num_threads(),
+    identity = [code_identity(), cpu_identity(), torch.__version__, torch.get_num_threads(),
                 kernel_environment(), *parts]
     return hashlib.sha256(json.dumps(identity, sort_keys=True, default=str).encode()).hexdigest()[:32]
 
