@@ -2,7 +2,7 @@
 
 torch ran it as scale-and-shift, round, clamp and a uint8 copy, each a pass over the activations, plus small ops
 for the side GEMM's inputs: 0.11 ms for 370 rows x 384 columns on one Zen 5 core, 10x what this loop takes
-(BENCHMARKS.md, "Faithful int8: the quantization pass compiled"). numba is imported, and the loop compiled or
+(BENCHMARKS.md, "The quantization pass compiled"). numba is imported, and the loop compiled or
 read from numba's on-disk cache, at the first call only: workers that never run int8 never pay for it.
 """
 
