@@ -42,9 +42,9 @@ def cpu_identity() -> str:
 
 @functools.cache
 def code_identity(directory: Path = CODE) -> str:
-    """A digest of the inference code's source files."""
+    """A digest of the inference code's source files and data (the probe and calibration texts)."""
     digest = hashlib.sha256()
-    for path in sorted(directory.rglob("*.py")):
+    for path in sorted(path for path in directory.rglob("*") if path.suffix in (".py", ".txt")):
         digest.update(path.relative_to(directory).as_posix().encode() + b"\0" + path.read_bytes())
     return digest.hexdigest()[:16]
 
