@@ -19,6 +19,7 @@ from embedding_app.inference.choice_cache import ChoiceCache, cache_key
 from embedding_app.inference.kernel_choice import Choice, choose_kernels, pick
 from embedding_app.inference.prepacked_linear import fastest_linear
 from embedding_app.inference.quantize import candidates
+from embedding_app.runtime.thread_budget import available_cores
 from harness.server import GunicornServer
 
 from .test_metrics import scrape
@@ -118,6 +119,14 @@ def test_the_cache_key_changes_with_the_inference_code(tmp_path):
     assert code_identity(tmp_path) == before  # computed once per process
 
 
+def test_the_probe_times_at_the_threads_asked_and_gives_them_back(tiny_source):
+    before = torch.get_num_threads()
+    engine = loader.load_engine(tiny_source, Settings(kernel_cache_dir=""), "true", probe_threads=1)
+    assert engine.choice.threads == 1 and torch.get_num_threads() == before
+    assert "probe at 1 thread: " in engine.choice.summary()
+    assert cache_key("true", 1) != cache_key("true", 2)  # a choice measured at other threads is not reused
+
+
 def test_an_unusable_cache_directory_only_costs_a_probe(tiny_source, tmp_path, caplog):
     blocker = tmp_path / "a-file"
     blocker.write_text("")
@@ -157,8 +166,11 @@ def test_the_server_reports_the_measured_choice_everywhere(measured_server):
     assert {labels["mode"] for labels in modes} == {compute["mode"]} and len(modes) == 2  # one per worker
     assert any(name == "embedding_probe_tokens_per_second" for name, _ in samples)
     log = measured_server.log()
-    assert f"QUANTIZE=true -> {compute['mode']} (probe: " in log  # the first worker measured
-    assert f"QUANTIZE=true -> {compute['mode']} (cached probe: " in log  # the second read its figures
+    # Timed at the threads each of the two workers runs while both are busy (auto: the cores shared).
+    threads = max(1, available_cores() // 2)
+    at = f" at {threads} thread{'s' if threads > 1 else ''}: "
+    assert f"QUANTIZE=true -> {compute['mode']} (probe{at}" in log  # the first worker measured
+    assert f"QUANTIZE=true -> {compute['mode']} (cached probe{at}" in log  # the second read its figures
 
 
 def test_a_reranker_is_measured_too_and_its_scores_stay_faithful(tiny_reranker):

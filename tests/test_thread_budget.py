@@ -62,6 +62,14 @@ def test_three_busy_workers_on_two_cores_get_one_thread_each(attached):
     assert [worker.share() for worker in workers] == [1, 1, 1]
 
 
+@pytest.mark.parametrize("workers, cores, share", [(2, 8, 4), (3, 8, 2), (3, 2, 1), (1, 2, 2)])
+def test_the_probe_runs_at_the_share_of_a_worker_when_all_are_busy(attached, workers, cores, share):
+    worker = attached(SharedCores(workers, cores=cores), 0)
+    assert worker.share() == cores and worker.busy_share() == share  # alone now; the probe times the busy share
+    assert attached(SharedCores(workers, cores=cores), None).busy_share() == 1  # no slot: one thread
+    assert FixedThreads(workers, 3, cores=cores).busy_share() == 3
+
+
 def test_a_worker_is_busy_only_inside_the_block(attached):
     master = SharedCores(2, cores=4)
     budget = attached(master, 1)

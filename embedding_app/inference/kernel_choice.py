@@ -39,6 +39,7 @@ class Choice:
     kernels: dict[str, str] = field(default_factory=dict)  # layer shape -> "onednn" or "F.linear"
     tokens_per_second: dict[str, float] = field(default_factory=dict)  # mode -> probe tokens/s (measured)
     min_cosine: dict[str, float] = field(default_factory=dict)  # mode -> probe's agreement with fp32 (agreement())
+    threads: int = 0  # the torch threads the probe ran at (0: not recorded)
     cached: bool = False
 
     def summary(self) -> str:
@@ -46,7 +47,8 @@ class Choice:
         speeds = ", ".join(f"{mode} {speed:.0f} tok/s (min cos {self.min_cosine.get(mode, 1.0):.5f})"
                            for mode, speed in self.tokens_per_second.items())
         kernels = ", ".join(f"{shape} {kernel}" for shape, kernel in self.kernels.items())
-        where = "cached probe" if self.cached else "probe"
+        where = ("cached probe" if self.cached else "probe") + (
+            f" at {self.threads} thread{'s' if self.threads > 1 else ''}" if self.threads else "")
         return f"{where}: {speeds or 'one mode, not timed'}; kernels: {kernels or 'module defaults'}"
 
 

@@ -111,25 +111,36 @@ def _measure(build: EngineBuilder, modes: tuple[str, ...], forced: str | None) -
     mode = pick(*timed, forced) if timed[0] else modes[0]
     if not timed[0]:
         runs[mode][0]()  # the first forward pays one-off kernel set-up (a timed mode has run it already)
-    return engines[mode], Choice(mode, kernels[mode], *timed)
+    return engines[mode], Choice(mode, kernels[mode], *timed, threads=torch.get_num_threads())
 
 
-def load_engine(source: ModelSource, settings: Settings, quantize: str) -> Encoder:
+def load_engine(source: ModelSource, settings: Settings, quantize: str, probe_threads: int | None = None) -> Encoder:
     """Load a model from a resolved directory in the mode a QUANTIZE value asks for (true: measured fastest): an
-    Embedder, or a Reranker for a cross-encoder. The engine's choice says which mode and kernels it runs."""
+    Embedder, or a Reranker for a cross-encoder. The engine's choice says which mode and kernels it runs.
+
+    probe_threads: the torch threads the probe times at (a worker passes its share while every worker is busy,
+    where throughput is decided); None: the current count.
+    """
     started = time.perf_counter()
     tokenizer, model = read_model(source, settings)
     modes, forced = candidates(quantize)
     cache = ChoiceCache(settings.kernel_cache_dir)
     with cache.locked():
-        key = cache_key(quantize, str(source.path), source.task, model.config.to_dict(), settings.batch_tokens)
+        key = cache_key(quantize, str(source.path), source.task, model.config.to_dict(), settings.batch_tokens,
+                        probe_threads)
         choice = cache.get(key)
         if choice is not None and choice.mode in modes:
             engine = EngineBuilder(source, settings, tokenizer, model, copies=False)(choice.mode)
             use_kernels(engine.linears(), choice.kernels)
             probe(engine)[0]()  # the first forward pays one-off kernel set-up
         else:
-            engine, choice = _measure(EngineBuilder(source, settings, tokenizer, model, len(modes) > 1), modes, forced)
+            threads = torch.get_num_threads()
+            torch.set_num_threads(probe_threads or threads)
+            try:
+                engine, choice = _measure(EngineBuilder(source, settings, tokenizer, model, len(modes) > 1), modes,
+                                          forced)
+            finally:
+                torch.set_num_threads(threads)
             cache.put(key, choice)
     engine.choice = choice
     _log_choice(engine, source, quantize, time.perf_counter() - started)

@@ -46,6 +46,10 @@ class ThreadBudget:
         """The torch threads this worker should run now (at least 1)."""
         raise NotImplementedError
 
+    def busy_share(self) -> int:
+        """The torch threads this worker runs while every worker is busy: where throughput is decided."""
+        raise NotImplementedError
+
     def free_slot(self, slot: int | None) -> bool:
         """In the master: mark an exited worker's slot idle (it may have died inside a request); True if one was."""
         return False
@@ -85,6 +89,10 @@ class FixedThreads(ThreadBudget):
         """The fixed count."""
         return self.threads
 
+    def busy_share(self) -> int:
+        """The fixed count."""
+        return self.threads
+
     def oversubscription(self) -> str | None:
         """A start-up warning when the workers' torch threads would outnumber the cores, else None."""
         if self.workers * self.threads <= self.cores:
@@ -114,6 +122,10 @@ class SharedCores(ThreadBudget):
         if self.slot is None:
             return self.cores
         return max(1, self.cores // max(1, self.board[:].count(1)))
+
+    def busy_share(self) -> int:
+        """cores // workers (at least 1); 1 for a worker without a slot."""
+        return 1 if self.slot is None else max(1, self.cores // self.workers)
 
     def free_slot(self, slot: int | None) -> bool:
         """In the master: mark an exited worker's slot idle (it may have died inside a request); True if one was."""
