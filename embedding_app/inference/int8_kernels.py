@@ -22,8 +22,8 @@ SIGNATURE = ("void(float32[:, ::1], float32[:, ::1], float32[::1], float32[::1],
 
 
 def _quantize(states, outliers, high, low, levels, values, scale, side):  # pragma: no cover - runs compiled
-    """Row i to values[i] in 0..levels over [low[i], high[i]] (which hold 0), and side[i] = [outliers[i] / scale[i],
-    1 / scale[i], -zero point]: the fp32 side GEMM's inputs."""
+    """Each row to 0..levels over its [low, high], with its scale and the side GEMM's inputs (see SIGNATURE)."""
+    # side[i] = [outliers[i] / scale[i], 1 / scale[i], -zero point]; [low, high] always holds 0.
     count, top = outliers.shape[1], np.float32(levels)
     for i in range(states.shape[0]):
         step = max((high[i] - low[i]) / top, np.float32(1e-12))
@@ -41,8 +41,9 @@ def _quantize(states, outliers, high, low, levels, values, scale, side):  # prag
 
 @functools.cache
 def quantize_kernel():
-    """The compiled loop: read from numba's on-disk cache when it has one (NUMBA_CACHE_DIR, else beside this file,
-    else the user's cache directory), else compiled here (about 0.7 s against 0.3)."""
+    """The compiled loop, from numba's on-disk cache where it has one, else compiled here."""
+    # numba looks in NUMBA_CACHE_DIR, else beside this file, else the user's cache directory; loading takes about
+    # 0.3 s, compiling 0.7.
     try:
         return numba_jit(cache=True)(_quantize)
     except RuntimeError as exc:  # no writable cache directory (a read-only file system): compile in this process

@@ -31,8 +31,8 @@ PROBE_ROWS = 64
 
 def quantize_rows(states: torch.Tensor, levels: int,
                   outliers: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Per-row asymmetric quantization of states to 0..levels: uint8 values, fp32 scales, and the side GEMM's inputs
-    [outliers / scale, 1 / scale, -zero point] (outliers: [rows, count] values kept in fp32, none if None)."""
+    """Per-row asymmetric quantization of states to 0..levels: uint8 values, fp32 scales, the side GEMM's inputs."""
+    # The side GEMM's inputs: [outliers / scale, 1 / scale, -zero point]; outliers are [rows, count] fp32 values.
     # amax and amin separately: measured 20x faster than torch.aminmax(dim=1) here; the range always holds 0, so an
     # exact zero (a zeroed outlier column) stays exactly zero.
     high, low = states.amax(dim=1).clamp_(min=0), states.amin(dim=1).clamp_(max=0)
