@@ -52,8 +52,8 @@ def load_models(settings: Settings, sources: list[ModelSource], budget: ThreadBu
     models = []
     for source in sources:
         # QUANTIZE's value itself (true: the fastest faithful mode measured here; a mode: that one), timed at the
-        # threads this worker runs while all are busy: at two threads for a lone worker on a 2-core AVX2 CPU, int8
-        # and fp32 were within 4 %, at one (four clients) int8 ran 1.17x.
+        # threads this worker runs while all are busy: on a 2-core emulated AVX2 CPU, int8 and fp32 were within 4 % at
+        # a lone worker's two threads, and int8 1.37x fp32 on the probe at one (BENCHMARKS.md).
         engine = load_engine(source, settings, settings.quantize, probe_threads=budget.busy_share())
         choice = engine.choice
         metrics.record_choice(source.served_name, choice.mode, choice.kernels, choice.tokens_per_second)
