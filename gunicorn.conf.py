@@ -31,7 +31,9 @@ worker_class = "embedding_app.serving.worker.JsonErrorSyncWorker"
 workers = settings.workers
 timeout = settings.timeout
 graceful_timeout = settings.timeout
-# Torch must never run in the master: OpenMP state does not survive fork (workers would hang).
+# Torch must never run in the master: OpenMP state does not survive fork (workers would hang). The master imports
+# torch and transformers once (on_starting, embedding_app/serving/preload.py) but runs nothing; the app itself is
+# imported in each worker, so a rolling reload brings new server code.
 preload_app = False
 # gunicorn 27 opens a control socket shared by every instance under $HOME; several servers collide.
 control_socket_disable = True

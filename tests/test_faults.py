@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 import requests
 
+from embedding_app.inference.choice_cache import ChoiceCache
 from harness.clients import ClientThreads
 from harness.server import GunicornServer, rss_mb, wait_until
 
@@ -179,13 +180,15 @@ def test_sigterm_finishes_in_flight_requests_and_refuses_new_ones(tiny_model_dir
         server.stop()
 
 
-def test_sigterm_while_workers_load_stops_at_once(tiny_model_dir, output_dir):
-    server = GunicornServer(output_dir / "gunicorn-boot-sigterm.log", workers=2, MODEL_NAME=str(tiny_model_dir),
-                            EMBEDDING_SERVER_TIMEOUT="60").start(wait=False)
-    wait_until(lambda: server.log().count("Booting worker") == 2, 60, "two workers to fork")
-    time.sleep(0.5)
-    assert "loaded " not in server.log()
-    started = time.monotonic()
-    assert server.stop() == 0
+def test_sigterm_while_workers_load_stops_at_once(tiny_model_dir, output_dir, tmp_path):
+    # The workers load in well under a second; holding the kernel-choice lock keeps them loading (waiting to probe).
+    with ChoiceCache(str(tmp_path)).locked():
+        server = GunicornServer(output_dir / "gunicorn-boot-sigterm.log", workers=2, MODEL_NAME=str(tiny_model_dir),
+                                EMBEDDING_SERVER_TIMEOUT="60", KERNEL_CACHE_DIR=str(tmp_path)).start(wait=False)
+        wait_until(lambda: server.log().count("Booting worker") == 2, 60, "two workers to fork")
+        time.sleep(1)
+        assert "loaded " not in server.log()
+        started = time.monotonic()
+        assert server.stop() == 0
     assert time.monotonic() - started < 10  # not the 60 s graceful timeout
     assert "Traceback" not in server.log()

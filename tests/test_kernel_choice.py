@@ -100,6 +100,17 @@ def test_a_later_load_reads_the_cached_choice_without_measuring(monkeypatch, tin
     assert [layer.prepacked for layer in again.linears()] == [layer.prepacked for layer in first.linears()]
 
 
+def test_a_cached_choice_is_built_while_another_worker_holds_the_lock(monkeypatch, tiny_source, tmp_path):
+    settings = Settings(kernel_cache_dir=str(tmp_path))
+    first = loader.load_engine(tiny_source, settings, "true")
+    monkeypatch.setattr("embedding_app.inference.choice_cache.LOCK_WAIT", 30)
+    with ChoiceCache(str(tmp_path)).locked():  # another worker probing another model: this one need not wait
+        began = time.monotonic()
+        again = loader.load_engine(tiny_source, settings, "true")
+    assert again.choice.cached and again.info.mode == first.info.mode
+    assert time.monotonic() - began < 30
+
+
 def test_the_cache_key_changes_with_what_changes_the_kernels(monkeypatch):
     base = cache_key("true", "model")
     assert cache_key("true", "model") == base

@@ -114,6 +114,11 @@ def _measure(build: EngineBuilder, modes: tuple[str, ...], forced: str | None) -
     return engines[mode], Choice(mode, kernels[mode], *timed, threads=torch.get_num_threads())
 
 
+def _usable(choice: Choice | None, modes: tuple[str, ...]) -> Choice | None:
+    """A cached choice this QUANTIZE value may run, else None."""
+    return choice if choice is not None and choice.mode in modes else None
+
+
 def load_engine(source: ModelSource, settings: Settings, quantize: str, probe_threads: int | None = None) -> Encoder:
     """Load a model from a resolved directory in the mode a QUANTIZE value asks for (true: measured fastest): an
     Embedder, or a Reranker for a cross-encoder. The engine's choice says which mode and kernels it runs.
@@ -124,24 +129,28 @@ def load_engine(source: ModelSource, settings: Settings, quantize: str, probe_th
     started = time.perf_counter()
     tokenizer, model = read_model(source, settings)
     modes, forced = candidates(quantize)
-    cache = ChoiceCache(settings.kernel_cache_dir)
-    with cache.locked():
-        key = cache_key(quantize, str(source.path), source.task, model.config.to_dict(), settings.batch_tokens,
-                        probe_threads)
-        choice = cache.get(key)
-        if choice is not None and choice.mode in modes:
-            engine = EngineBuilder(source, settings, tokenizer, model, copies=False)(choice.mode)
-            use_kernels(engine.linears(), choice.kernels)
-            probe(engine)[0]()  # the first forward pays one-off kernel set-up
-        else:
-            threads = torch.get_num_threads()
-            torch.set_num_threads(probe_threads or threads)
-            try:
-                engine, choice = _measure(EngineBuilder(source, settings, tokenizer, model, len(modes) > 1), modes,
-                                          forced)
-            finally:
-                torch.set_num_threads(threads)
-            cache.put(key, choice)
+    cache, engine = ChoiceCache(settings.kernel_cache_dir), None
+    key = cache_key(quantize, str(source.path), source.task, model.config.to_dict(), settings.batch_tokens,
+                    probe_threads)
+    # Read without the lock first (the file is replaced whole): workers that start with a cached choice build at
+    # the same time instead of in turn.
+    choice = _usable(cache.get(key), modes)
+    if choice is None:
+        with cache.locked():
+            choice = _usable(cache.get(key), modes)  # another worker may have probed while this one waited
+            if choice is None:
+                threads = torch.get_num_threads()
+                torch.set_num_threads(probe_threads or threads)
+                try:
+                    engine, choice = _measure(EngineBuilder(source, settings, tokenizer, model, len(modes) > 1),
+                                              modes, forced)
+                finally:
+                    torch.set_num_threads(threads)
+                cache.put(key, choice)
+    if engine is None:
+        engine = EngineBuilder(source, settings, tokenizer, model, copies=False)(choice.mode)
+        use_kernels(engine.linears(), choice.kernels)
+        probe(engine)[0]()  # the first forward pays one-off kernel set-up
     engine.choice = choice
     _log_choice(engine, source, quantize, time.perf_counter() - started)
     return engine

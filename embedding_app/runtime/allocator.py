@@ -15,10 +15,15 @@ M_TRIM_THRESHOLD, M_MMAP_THRESHOLD = -1, -3  # glibc <malloc.h>
 MMAP_THRESHOLD = 1 << 20  # tensors of 1 MiB or more get their own mapping, returned to the OS when freed
 
 
+def limit_onednn_caches() -> None:
+    """Put the small oneDNN cache sizes in the environment (before torch loads), unless an operator set their own."""
+    for key, value in ONEDNN_CACHES.items():
+        os.environ.setdefault(key, value)
+
+
 def limit_worker_caches() -> bool:
     """Fix malloc's mmap threshold and shrink oneDNN's caches; call before torch is imported. False off glibc."""
-    for key, value in ONEDNN_CACHES.items():
-        os.environ.setdefault(key, value)  # an operator's own value wins
+    limit_onednn_caches()
     name = ctypes.util.find_library("c")
     try:
         libc = ctypes.CDLL(name)

@@ -23,17 +23,12 @@ _lock = threading.Lock()
 
 
 def start_torch(budget: ThreadBudget) -> None:
-    """Set this process's torch and tokenizer threads (before torch is first imported)."""
-    # The Rust tokenizer's thread pool defaults to every core; held to the worker's fixed thread budget (one
-    # thread under auto: its pool size is fixed at first use) it cannot steal the cores other workers' torch
-    # threads run on. Set before the pool first starts.
-    os.environ["RAYON_NUM_THREADS"] = str(budget.tokenizer_threads)
-    os.environ["TOKENIZERS_PARALLELISM"] = "true" if budget.tokenizer_threads > 1 else "false"
-    os.environ.update(budget.openmp_waits(os.environ))
+    """Set this process's torch and tokenizer threads (the environment before torch loads, if the master has not)."""
+    os.environ.update(budget.environment(os.environ))
     if not limit_worker_caches():
         log.warning("pid %d: not glibc, malloc thresholds left alone (memory may grow under varied requests)",
                     os.getpid())
-    import torch  # only ever imported in a worker: torch state is not fork-safe
+    import torch  # imported (never run) in the master: OpenMP state that torch ops start does not survive fork
 
     threads = budget.share()
     torch.set_num_threads(threads)

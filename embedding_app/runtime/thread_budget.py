@@ -67,6 +67,15 @@ class ThreadBudget:
     def follow_load(self) -> None:
         """Before a forward: set this worker's torch threads to its share of the cores."""
 
+    def environment(self, environ) -> dict[str, str]:
+        """The thread settings a process adds to its environment before torch and the tokenizer load."""
+        # The Rust tokenizer's thread pool defaults to every core; held to the worker's fixed thread budget (one
+        # thread under auto: its pool size is fixed at first use) it cannot steal the cores other workers' torch
+        # threads run on.
+        return {"RAYON_NUM_THREADS": str(self.tokenizer_threads),
+                "TOKENIZERS_PARALLELISM": "true" if self.tokenizer_threads > 1 else "false",
+                **self.openmp_waits(environ)}
+
     def openmp_waits(self, environ) -> dict[str, str]:
         """The OpenMP wait settings a worker adds to its environment before torch loads."""
         return {}

@@ -2,7 +2,7 @@
 
 Flask, prometheus_client and torch are imported inside the hooks, never at the top of this module (gunicorn.conf.py
 imports it in the master): prometheus_client chooses multiprocess mode when first imported, so
-PROMETHEUS_MULTIPROC_DIR must be set first, and torch must never load in the master.
+PROMETHEUS_MULTIPROC_DIR must be set first; torch is imported in on_starting (preload.py) but never run here.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ import shutil
 from embedding_app.config.settings import get_settings
 from embedding_app.runtime import status_board, thread_budget
 
-from . import startup
+from . import preload, startup
 
 
 def on_starting(server) -> None:
@@ -37,6 +37,8 @@ def on_starting(server) -> None:
     server.status_board = status_board.create(settings.workers)
     # SIGHUP runs on_reload alone: a rolling replacement instead of gunicorn's all-at-once reload.
     server.reload = lambda: on_reload(server)
+    # After PROMETHEUS_MULTIPROC_DIR is set (a library importing prometheus_client must see it).
+    preload.preload(settings, server.model_sources, server.thread_budget, server.log)
 
 
 def when_ready(server) -> None:
