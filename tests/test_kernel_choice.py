@@ -19,7 +19,9 @@ from embedding_app.inference.choice_cache import ChoiceCache, cache_key
 from embedding_app.inference.kernel_choice import Choice, choose_kernels, pick
 from embedding_app.inference.prepacked_linear import fastest_linear
 from embedding_app.inference.quantize import candidates
-from embedding_app.runtime.thread_budget import available_cores
+from embedding_app.runtime import registry, thread_budget
+from embedding_app.runtime.loading import load_models
+from embedding_app.runtime.thread_budget import SharedCores, available_cores
 from harness.server import GunicornServer
 
 from .test_metrics import scrape
@@ -130,12 +132,25 @@ def test_the_cache_key_changes_with_the_inference_code(tmp_path):
     assert code_identity(tmp_path) == before  # computed once per process
 
 
-def test_the_probe_times_at_the_threads_asked_and_gives_them_back(tiny_source):
+def test_a_worker_loads_and_probes_at_its_busy_share_then_runs_at_its_share(monkeypatch, tiny_source):
+    for key in ("RAYON_NUM_THREADS", "TOKENIZERS_PARALLELISM", "OMP_WAIT_POLICY", "GOMP_SPINCOUNT"):
+        monkeypatch.delenv(key, raising=False)  # start_torch sets them: undone afterwards
+    monkeypatch.setattr(thread_budget, "_current", thread_budget.current())
+    monkeypatch.setattr(registry, "_registry", registry.installed())
+    budget = SharedCores(2, cores=4)
+    budget.attach(0)  # a worker alone: 4 threads now, 2 while both are busy
     before = torch.get_num_threads()
-    engine = loader.load_engine(tiny_source, Settings(kernel_cache_dir=""), "true", probe_threads=1)
-    assert engine.choice.threads == 1 and torch.get_num_threads() == before
-    assert "probe at 1 thread: " in engine.choice.summary()
-    assert cache_key("true", 1) != cache_key("true", 2)  # a choice measured at other threads is not reused
+    try:
+        engine = load_models(Settings(kernel_cache_dir=""), [tiny_source], budget).models[0].embedder
+        assert engine.choice.threads == 2 and "probe at 2 threads: " in engine.choice.summary()
+        assert torch.get_num_threads() == 4
+        keys = []
+        for threads in (1, 2):
+            torch.set_num_threads(threads)
+            keys.append(cache_key("true"))
+        assert keys[0] != keys[1]  # a choice measured at other threads is not reused
+    finally:
+        torch.set_num_threads(before)
 
 
 def test_an_unusable_cache_directory_only_costs_a_probe(tiny_source, tmp_path, caplog):

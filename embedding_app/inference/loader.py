@@ -119,19 +119,14 @@ def _usable(choice: Choice | None, modes: tuple[str, ...]) -> Choice | None:
     return choice if choice is not None and choice.mode in modes else None
 
 
-def load_engine(source: ModelSource, settings: Settings, quantize: str, probe_threads: int | None = None) -> Encoder:
-    """Load a model from a resolved directory in the mode a QUANTIZE value asks for (true: measured fastest): an
-    Embedder, or a Reranker for a cross-encoder. The engine's choice says which mode and kernels it runs.
-
-    probe_threads: the torch threads the probe times at (a worker passes its share while every worker is busy,
-    where throughput is decided); None: the current count.
-    """
+def load_engine(source: ModelSource, settings: Settings, quantize: str) -> Encoder:
+    """Load a model from a resolved directory in the mode a QUANTIZE value asks for (true: measured fastest, at the
+    current torch threads): an Embedder, or a Reranker for a cross-encoder. Its choice says which mode and kernels."""
     started = time.perf_counter()
     tokenizer, model = read_model(source, settings)
     modes, forced = candidates(quantize)
     cache, engine = ChoiceCache(settings.kernel_cache_dir), None
-    key = cache_key(quantize, str(source.path), source.task, model.config.to_dict(), settings.batch_tokens,
-                    probe_threads)
+    key = cache_key(quantize, str(source.path), source.task, model.config.to_dict(), settings.batch_tokens)
     # Read without the lock first (the file is replaced whole): workers that start with a cached choice build at
     # the same time instead of in turn.
     choice = _usable(cache.get(key), modes)
@@ -139,13 +134,8 @@ def load_engine(source: ModelSource, settings: Settings, quantize: str, probe_th
         with cache.locked():
             choice = _usable(cache.get(key), modes)  # another worker may have probed while this one waited
             if choice is None:
-                threads = torch.get_num_threads()
-                torch.set_num_threads(probe_threads or threads)
-                try:
-                    engine, choice = _measure(EngineBuilder(source, settings, tokenizer, model, len(modes) > 1),
-                                              modes, forced)
-                finally:
-                    torch.set_num_threads(threads)
+                engine, choice = _measure(EngineBuilder(source, settings, tokenizer, model, len(modes) > 1), modes,
+                                          forced)
                 cache.put(key, choice)
     if engine is None:
         engine = EngineBuilder(source, settings, tokenizer, model, copies=False)(choice.mode)

@@ -41,19 +41,26 @@ def load_models(settings: Settings, sources: list[ModelSource], budget: ThreadBu
     """Set this process's threads, load every model in the QUANTIZE mode and serve them from the registry."""
     started = time.perf_counter()
     start_torch(budget)
-    # Imported after start_torch: the loader imports torch, which reads the thread settings once.
+    import torch
+
     from embedding_app.inference.loader import load_engine
 
     models = []
-    for source in sources:
-        # QUANTIZE's value itself (true: the fastest faithful mode measured here; a mode: that one), timed at the
-        # threads this worker runs while all are busy: on a 2-core emulated AVX2 CPU, int8 and fp32 were within 4 % at
-        # a lone worker's two threads, and int8 1.37x fp32 on the probe at one (BENCHMARKS.md).
-        engine = load_engine(source, settings, settings.quantize, probe_threads=budget.busy_share())
-        choice = engine.choice
-        metrics.record_choice(source.served_name, choice.mode, choice.kernels, choice.tokens_per_second)
-        engine.on_forward = _on_forward(budget)
-        models.append(ServedModel(source, engine))
+    # Loaded at the threads this worker runs while every worker is busy. Workers start together: under the AVX2 cap
+    # two workers building int8 on two threads each were ready 4.2-4.4 s after fork, on one each 2.1-2.3 s. And the
+    # probe decides throughput there: on a 2-core emulated AVX2 CPU int8 and fp32 were within 4 % at a lone worker's
+    # two threads, int8 1.37x fp32 at one (BENCHMARKS.md).
+    torch.set_num_threads(budget.busy_share())
+    try:
+        for source in sources:
+            # QUANTIZE's value itself (true: the fastest faithful mode measured here; a mode: that one).
+            engine = load_engine(source, settings, settings.quantize)
+            choice = engine.choice
+            metrics.record_choice(source.served_name, choice.mode, choice.kernels, choice.tokens_per_second)
+            engine.on_forward = _on_forward(budget)
+            models.append(ServedModel(source, engine))
+    finally:
+        torch.set_num_threads(budget.share())
     registry = install(models)
     for model in registry.models:
         measure_speed(model)
