@@ -133,3 +133,14 @@ def test_what_to_expect_runs_the_default_server_for_each_client_count():
     assert "QUANTIZE=true -> " in report and "| 1 client |" in report and "| 2 clients |" in report
     rows = [line for line in report.splitlines() if line.startswith("| 1 client")]
     assert float(rows[0].split("|")[2]) > 0 and float(rows[0].split("|")[3]) > 0  # both kinds answered
+
+
+def test_the_startup_benchmark_sets_this_checkout_beside_a_base_commit(tiny_model_dir):
+    from bench.startup import run
+
+    report = run("HEAD", rounds=2, env={"MODEL_NAME": str(tiny_model_dir)})
+    rows = {line.split("|")[1].strip(): line.split("|")[2:-1] for line in report.splitlines()
+            if line.startswith("| ") and not line.startswith("| checkout |")}
+    assert set(rows) == {"HEAD", "this checkout"}
+    assert all(float(value) > 0 for row in rows.values() for value in row)  # seconds and memory, measured
+    assert "This checkout / HEAD (cached): all ready " in report and ", memory " in report
