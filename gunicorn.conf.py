@@ -32,7 +32,7 @@ workers = settings.workers
 timeout = settings.timeout
 graceful_timeout = settings.timeout
 # Torch must never run in the master: OpenMP state does not survive fork (workers would hang). The master imports
-# torch and transformers once (on_starting, embedding_app/serving/preload.py) but runs nothing; the app itself is
+# torch and transformers once (when_ready, embedding_app/serving/preload.py) but runs nothing; the app itself is
 # imported in each worker, so a rolling reload brings new server code.
 preload_app = False
 # gunicorn 27 opens a control socket shared by every instance under $HOME; several servers collide.

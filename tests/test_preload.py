@@ -98,3 +98,22 @@ def test_remote_code_is_not_imported_in_the_master(tiny_model_dir, tmp_path):
     assert "transformers.models.bert.modeling_bert" not in run_master(remote, trust_remote_code=True)[0]["modules"]
     # Without TRUST_REMOTE_CODE the worker loads transformers' own class, so the master imports it.
     assert "transformers.models.bert.modeling_bert" in run_master(remote)[0]["modules"]
+
+
+def test_the_master_answers_livez_while_it_preloads(tiny_model_dir, output_dir):
+    import requests
+
+    from harness.server import GunicornServer, wait_until
+
+    server = GunicornServer(output_dir / "gunicorn-preload-livez.log", MODEL_NAME=str(tiny_model_dir)).start(wait=False)
+    try:
+        def alive() -> bool:
+            try:
+                return requests.get(f"{server.health_url}/livez", timeout=1).status_code == 200
+            except requests.ConnectionError:
+                return False
+        wait_until(alive, 60, "/livez to answer")
+        assert "libraries imported once" not in server.log()  # still importing: about 3 s
+        wait_until(lambda: server.log().count("s after fork") == 2, 120, "both workers to load")
+    finally:
+        server.stop()

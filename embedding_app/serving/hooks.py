@@ -2,7 +2,7 @@
 
 Flask, prometheus_client and torch are imported inside the hooks, never at the top of this module (gunicorn.conf.py
 imports it in the master): prometheus_client chooses multiprocess mode when first imported, so
-PROMETHEUS_MULTIPROC_DIR must be set first; torch is imported in on_starting (preload.py) but never run here.
+PROMETHEUS_MULTIPROC_DIR must be set first; torch is imported in when_ready (preload.py) but never run here.
 """
 
 from __future__ import annotations
@@ -37,12 +37,11 @@ def on_starting(server) -> None:
     server.status_board = status_board.create(settings.workers)
     # SIGHUP runs on_reload alone: a rolling replacement instead of gunicorn's all-at-once reload.
     server.reload = lambda: on_reload(server)
-    # After PROMETHEUS_MULTIPROC_DIR is set (a library importing prometheus_client must see it).
-    preload.preload(settings, server.model_sources, server.thread_budget, server.log)
 
 
 def when_ready(server) -> None:
-    """Answer /health, /livez and /readyz from a thread of this master, on EMBEDDING_SERVER_HEALTH_PORT."""
+    """Answer /health, /livez and /readyz from a thread of this master, on EMBEDDING_SERVER_HEALTH_PORT; then
+    import the workers' libraries once, before the first fork."""
     from . import health_server
 
     settings = get_settings()
@@ -51,6 +50,9 @@ def when_ready(server) -> None:
         server.health_responder = True
     server.log.info("health, liveness and readiness on %s:%d (/health, /livez, /readyz)", settings.host,
                     settings.health_port)
+    # After the responder starts, so that /livez answers during these seconds (and /readyz says the workers are not
+    # loaded yet); after PROMETHEUS_MULTIPROC_DIR is set, which a library importing prometheus_client must see.
+    preload.preload(settings, server.model_sources, server.thread_budget, server.log)
 
 
 def on_reload(server) -> None:
