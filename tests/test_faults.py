@@ -185,10 +185,13 @@ def test_sigterm_while_workers_load_stops_at_once(tiny_model_dir, output_dir, tm
     with ChoiceCache(str(tmp_path)).locked():
         server = GunicornServer(output_dir / "gunicorn-boot-sigterm.log", workers=2, MODEL_NAME=str(tiny_model_dir),
                                 EMBEDDING_SERVER_TIMEOUT="60", KERNEL_CACHE_DIR=str(tmp_path)).start(wait=False)
-        wait_until(lambda: server.log().count("Booting worker") == 2, 60, "two workers to fork")
-        time.sleep(1)
-        assert "loaded " not in server.log()
-        started = time.monotonic()
-        assert server.stop() == 0
+        try:
+            wait_until(lambda: server.log().count("Booting worker") == 2, 60, "two workers to fork")
+            time.sleep(1)
+            loading = "loaded " not in server.log()
+        finally:
+            started = time.monotonic()
+            stopped = server.stop()
+    assert loading and stopped == 0
     assert time.monotonic() - started < 10  # not the 60 s graceful timeout
     assert "Traceback" not in server.log()
