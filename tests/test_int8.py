@@ -3,6 +3,7 @@
 import json
 import os
 import platform
+import shutil
 import subprocess
 import sys
 
@@ -292,3 +293,53 @@ def test_a_layer_not_allowed_to_overwrite_its_input_leaves_it_bit_exact():
 def test_building_int8_without_a_tokenizer_says_why():
     with pytest.raises(ValueError, match="tokenizer"):
         build_int8(nn.Linear(4, 4), None)
+
+
+def test_a_cached_int8_choice_keeps_its_outlier_columns_and_a_later_start_skips_calibrating(
+        monkeypatch, tiny_source, tmp_path):
+    from embedding_app.config.settings import Settings
+    from embedding_app.inference import int8_mode, loader
+
+    settings = Settings(kernel_cache_dir=str(tmp_path))
+    first = loader.load_engine(tiny_source, settings, "int8")
+    linears = {name for name, module in first.model.named_modules() if type(module) is nn.Linear}
+    assert set(first.choice.outliers) == linears and first.choice.outliers == first.model.int8_outlier_columns
+
+    def no_calibrating(*args, **kwargs):
+        raise AssertionError("calibrated again")
+
+    monkeypatch.setattr(int8_mode, "calibrate", no_calibrating)
+    again = loader.load_engine(tiny_source, settings, "int8")
+    assert again.choice.cached and again.model.int8_outlier_columns == first.choice.outliers
+    texts = again.add_special_tokens(again.tokenize(["outlier columns", "come from the cache"]), truncate=True)[0]
+    assert torch.equal(torch.as_tensor(again.embed(texts)), torch.as_tensor(first.embed(texts)))
+
+
+@pytest.mark.parametrize("damage", ["missing layer", "out of range", "unsorted", "not a list", "a float"])
+def test_outlier_columns_that_do_not_fit_the_model_are_calibrated_again(tiny_model_dir, damage):
+    from transformers import AutoModel, AutoTokenizer
+
+    tokenizer, model = AutoTokenizer.from_pretrained(tiny_model_dir), AutoModel.from_pretrained(tiny_model_dir)
+    good = mark_outliers(model, tokenizer).int8_outlier_columns
+    name = next(iter(good))
+    damaged = {**good, name: {"out of range": [10**6], "unsorted": good[name][::-1], "not a list": "0,1",
+                              "a float": [0.5], "missing layer": None}[damage]}
+    if damage == "missing layer":
+        del damaged[name]
+    if damage == "unsorted" and len(good[name]) < 2:
+        pytest.skip("one column cannot be out of order")
+    model = AutoModel.from_pretrained(tiny_model_dir)
+    assert mark_outliers(model, tokenizer, known=damaged).int8_outlier_columns == good  # calibrated: the same columns
+    assert mark_outliers(model, tokenizer, known=good).int8_outlier_columns == good
+
+
+def test_new_weights_in_the_same_directory_make_a_new_cache_key(tiny_model_dir, tmp_path):
+    from embedding_app.inference.choice_cache import weights_stamp
+
+    model = shutil.copytree(tiny_model_dir, tmp_path / "model")
+    before = weights_stamp(model)
+    assert [entry[0] for entry in before] == ["model.safetensors"]
+    weights = model / "model.safetensors"
+    weights.write_bytes(weights.read_bytes() + b"\0")  # re-saved: another size, another time
+    assert weights_stamp(model) != before
+    assert weights_stamp(tmp_path / "missing") == []

@@ -1,4 +1,5 @@
-"""The probe's choices kept on disk, keyed by CPU, torch, model, threads and code, so that later starts skip the probe.
+"""The probe's choices kept on disk, keyed by CPU, torch, model and its weights, threads and code, so that later starts
+skip the probe (and int8's calibration).
 
 Workers that start together take turns on a file lock: the first one probes (while the others wait, so they do
 not disturb its timings) and the rest read its answer.
@@ -27,6 +28,7 @@ log = logging.getLogger(__name__)
 # a faster int8 layer, must probe again rather than keep an answer measured on other code.
 CODE = Path(__file__).parent
 LOCK_WAIT = 60  # seconds a worker waits for another one's probe before probing without the cache
+WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth")
 
 
 def cpu_identity() -> str:
@@ -47,6 +49,16 @@ def code_identity(directory: Path = CODE) -> str:
     for path in sorted(path for path in directory.rglob("*") if path.suffix in (".py", ".txt")):
         digest.update(path.relative_to(directory).as_posix().encode() + b"\0" + path.read_bytes())
     return digest.hexdigest()[:16]
+
+
+def weights_stamp(directory: Path) -> list[list]:
+    """Name, size and modification time of each weight file of a model directory: new weights make a new key."""
+    # The int8 outlier columns cached with a choice are the weights' own: stale ones would cost fidelity, not speed.
+    try:
+        files = [path for path in Path(directory).iterdir() if path.suffix in WEIGHT_SUFFIXES]
+        return sorted([path.name, path.stat().st_size, path.stat().st_mtime_ns] for path in files)
+    except OSError:
+        return []
 
 
 def cache_key(*parts: object) -> str:

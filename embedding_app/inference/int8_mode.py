@@ -41,13 +41,31 @@ def calibrate(model: nn.Module, tokenizer, columns: int | None = None) -> dict[s
     return {name: peak.topk(min(columns, peak.numel())).indices.sort().values for name, peak in peaks.items()}
 
 
-def mark_outliers(model: nn.Module, tokenizer, columns: int | None = None) -> nn.Module:
-    """Attach each Linear's outlier columns as `int8_outliers`: the packed path builds its int8 layers from them."""
-    outliers = calibrate(model, tokenizer, columns)
+def mark_outliers(model: nn.Module, tokenizer, columns: int | None = None,
+                  known: dict[str, list[int]] | None = None) -> nn.Module:
+    """Attach each Linear's outlier columns as `int8_outliers` (known ones where they fit the model, else calibrated),
+    and all of them as the model's `int8_outlier_columns`, which a later start may pass back as known."""
+    outliers = _fitting(model, known) or calibrate(model, tokenizer, columns)
     for name, module in model.named_modules():
         if name in outliers:
             module.int8_outliers = outliers[name]
+    model.int8_outlier_columns = {name: indices.tolist() for name, indices in outliers.items()}
     return model
+
+
+def _fitting(model: nn.Module, known: dict[str, list[int]] | None) -> dict[str, torch.Tensor] | None:
+    """known as tensors if it names every Linear of the model, each with sorted, distinct columns in range; else None."""
+    # Read from a cache file: anything else (another model's, a damaged entry) costs a calibration, not a crash.
+    linears = {name: module.in_features for name, module in model.named_modules() if type(module) is nn.Linear}
+    if not isinstance(known, dict) or set(known) != set(linears):
+        return None
+    fitted = {}
+    for name, indices in known.items():
+        if not (isinstance(indices, list) and all(type(index) is int for index in indices)
+                and indices == sorted(set(indices)) and all(0 <= index < linears[name] for index in indices)):
+            return None
+        fitted[name] = torch.tensor(indices, dtype=torch.long)
+    return fitted
 
 
 class QuantizedLinear(nn.Module):

@@ -40,6 +40,8 @@ class Choice:
     tokens_per_second: dict[str, float] = field(default_factory=dict)  # mode -> probe tokens/s (measured)
     min_cosine: dict[str, float] = field(default_factory=dict)  # mode -> probe's agreement with fp32 (agreement())
     threads: int = 0  # the torch threads the probe ran at (0: not recorded)
+    # int8: each Linear's input columns kept fp32 (by module name), calibrated once: later starts skip calibrating.
+    outliers: dict[str, list[int]] = field(default_factory=dict)
     cached: bool = False
 
     def summary(self) -> str:

@@ -14,7 +14,7 @@ from transformers import AutoModel, AutoModelForSequenceClassification, AutoToke
 from embedding_app.config.choices import UNFAITHFUL_MODES
 from embedding_app.config.settings import Settings
 
-from .choice_cache import ChoiceCache, cache_key
+from .choice_cache import ChoiceCache, cache_key, weights_stamp
 from .embedder import Embedder
 from .encoder import Encoder, ModelInfo
 from .kernel_choice import (
@@ -68,8 +68,8 @@ class EngineBuilder:
     def __init__(self, source: ModelSource, settings: Settings, tokenizer, model, copies: bool):
         self.source, self.settings, self.tokenizer, self.model, self.copies = source, settings, tokenizer, model, copies
 
-    def __call__(self, mode: str) -> Encoder:
-        model = apply_mode(copy.deepcopy(self.model) if self.copies else self.model, mode, self.tokenizer)
+    def __call__(self, mode: str, outliers: dict[str, list[int]] | None = None) -> Encoder:
+        model = apply_mode(copy.deepcopy(self.model) if self.copies else self.model, mode, self.tokenizer, outliers)
         settings, source, rerank = self.settings, self.source, self.source.task == "rerank"
         info = ModelInfo(
             id=source.served_name,
@@ -111,7 +111,8 @@ def _measure(build: EngineBuilder, modes: tuple[str, ...], forced: str | None) -
     mode = pick(*timed, forced) if timed[0] else modes[0]
     if not timed[0]:
         runs[mode][0]()  # the first forward pays one-off kernel set-up (a timed mode has run it already)
-    return engines[mode], Choice(mode, kernels[mode], *timed, threads=torch.get_num_threads())
+    return engines[mode], Choice(mode, kernels[mode], *timed, threads=torch.get_num_threads(),
+                                 outliers=getattr(engines[mode].model, "int8_outlier_columns", {}))
 
 
 def _usable(choice: Choice | None, modes: tuple[str, ...]) -> Choice | None:
@@ -126,7 +127,8 @@ def load_engine(source: ModelSource, settings: Settings, quantize: str) -> Encod
     tokenizer, model = read_model(source, settings)
     modes, forced = candidates(quantize)
     cache, engine = ChoiceCache(settings.kernel_cache_dir), None
-    key = cache_key(quantize, str(source.path), source.task, model.config.to_dict(), settings.batch_tokens)
+    key = cache_key(quantize, str(source.path), weights_stamp(source.path), source.task, model.config.to_dict(),
+                    settings.batch_tokens)
     # Read without the lock first (the file is replaced whole): workers that start with a cached choice build at
     # the same time instead of in turn.
     choice = _usable(cache.get(key), modes)
@@ -138,7 +140,7 @@ def load_engine(source: ModelSource, settings: Settings, quantize: str) -> Encod
                                           forced)
                 cache.put(key, choice)
     if engine is None:
-        engine = EngineBuilder(source, settings, tokenizer, model, copies=False)(choice.mode)
+        engine = EngineBuilder(source, settings, tokenizer, model, copies=False)(choice.mode, choice.outliers)
         use_kernels(engine.linears(), choice.kernels)
         probe(engine)[0]()  # the first forward pays one-off kernel set-up
     engine.choice = choice

@@ -59,14 +59,15 @@ def int8_available() -> bool:
     return layer.prepacked and layer.levels == PRECISIONS[0][0]
 
 
-def build_int8(model: nn.Module, tokenizer) -> nn.Module:
-    """The loaded fp32 model prepared for QUANTIZE=int8 (calibrated outlier columns; int8 layers if padded)."""
+def build_int8(model: nn.Module, tokenizer, outliers: dict[str, list[int]] | None = None) -> nn.Module:
+    """The loaded fp32 model prepared for QUANTIZE=int8 (outlier columns, calibrated unless known ones fit; int8
+    layers if padded)."""
     from .int8_mode import mark_outliers, replace_linears
     from .packed_bert import unsupported_reason
 
     if tokenizer is None:
         raise ValueError("QUANTIZE=int8 needs the model's tokenizer: it calibrates on embedding_app/inference/calibration.txt")
-    model = mark_outliers(model, tokenizer)
+    model = mark_outliers(model, tokenizer, known=outliers)
     return model if unsupported_reason(model) is None else replace_linears(model)
 
 
@@ -85,14 +86,15 @@ def _int8_ffn_fp32(model: nn.Module) -> nn.Module:
     return _dynamic_int8(model, keep_fp32=ffn_outputs)
 
 
-def apply_mode(model: nn.Module, mode: str, tokenizer=None) -> nn.Module:
-    """Return the model converted to a concrete mode (fp32, bf16, int8, int8-dynamic, int8-dynamic-ffn-fp32)."""
+def apply_mode(model: nn.Module, mode: str, tokenizer=None, outliers: dict[str, list[int]] | None = None) -> nn.Module:
+    """Return the model converted to a concrete mode (fp32, bf16, int8, int8-dynamic, int8-dynamic-ffn-fp32); int8
+    takes outlier columns found before (Choice.outliers) where they fit."""
     if mode == "fp32":
         return model
     if mode == "bf16":
         return model.to(torch.bfloat16)
     if mode == "int8":
-        return build_int8(model, tokenizer)
+        return build_int8(model, tokenizer, outliers)
     if mode == "int8-dynamic":
         return _dynamic_int8(model)
     if mode == "int8-dynamic-ffn-fp32":
