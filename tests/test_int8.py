@@ -315,7 +315,7 @@ def test_a_cached_int8_choice_keeps_its_outlier_columns_and_a_later_start_skips_
     assert torch.equal(torch.as_tensor(again.embed(texts)), torch.as_tensor(first.embed(texts)))
 
 
-@pytest.mark.parametrize("damage", ["missing layer", "out of range", "unsorted", "not a list", "a float"])
+@pytest.mark.parametrize("damage", ["missing layer", "out of range", "unsorted", "not a list", "a float", "too few"])
 def test_outlier_columns_that_do_not_fit_the_model_are_calibrated_again(tiny_model_dir, damage):
     from transformers import AutoModel, AutoTokenizer
 
@@ -323,7 +323,7 @@ def test_outlier_columns_that_do_not_fit_the_model_are_calibrated_again(tiny_mod
     good = mark_outliers(model, tokenizer).int8_outlier_columns
     name = next(iter(good))
     damaged = {**good, name: {"out of range": [10**6], "unsorted": good[name][::-1], "not a list": "0,1",
-                              "a float": [0.5], "missing layer": None}[damage]}
+                              "a float": [0.5], "too few": good[name][:-1], "missing layer": None}[damage]}
     if damage == "missing layer":
         del damaged[name]
     if damage == "unsorted" and len(good[name]) < 2:

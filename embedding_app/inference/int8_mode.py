@@ -45,7 +45,8 @@ def mark_outliers(model: nn.Module, tokenizer, columns: int | None = None,
                   known: dict[str, list[int]] | None = None) -> nn.Module:
     """Attach each Linear's outlier columns as `int8_outliers` (known ones where they fit the model, else calibrated),
     and all of them as the model's `int8_outlier_columns`, which a later start may pass back as known."""
-    outliers = _fitting(model, known) or calibrate(model, tokenizer, columns)
+    columns = OUTLIER_COLUMNS if columns is None else columns
+    outliers = _fitting(model, known, columns) or calibrate(model, tokenizer, columns)
     for name, module in model.named_modules():
         if name in outliers:
             module.int8_outliers = outliers[name]
@@ -53,16 +54,18 @@ def mark_outliers(model: nn.Module, tokenizer, columns: int | None = None,
     return model
 
 
-def _fitting(model: nn.Module, known: dict[str, list[int]] | None) -> dict[str, torch.Tensor] | None:
-    """known as tensors if it names every Linear of the model, each with sorted, distinct columns in range; else None."""
+def _fitting(model: nn.Module, known: dict[str, list[int]] | None, columns: int) -> dict[str, torch.Tensor] | None:
+    """known as tensors if it names every Linear of the model, each with `columns` sorted, distinct columns in range
+    (all of them if it has fewer); else None."""
     # Read from a cache file: anything else (another model's, a damaged entry) costs a calibration, not a crash.
     linears = {name: module.in_features for name, module in model.named_modules() if type(module) is nn.Linear}
     if not isinstance(known, dict) or set(known) != set(linears):
         return None
     fitted = {}
     for name, indices in known.items():
-        if not (isinstance(indices, list) and all(type(index) is int for index in indices)
-                and indices == sorted(set(indices)) and all(0 <= index < linears[name] for index in indices)):
+        if not (isinstance(indices, list) and len(indices) == min(columns, linears[name])
+                and all(type(index) is int for index in indices) and indices == sorted(set(indices))
+                and all(0 <= index < linears[name] for index in indices)):
             return None
         fitted[name] = torch.tensor(indices, dtype=torch.long)
     return fitted
