@@ -43,8 +43,8 @@ def calibrate(model: nn.Module, tokenizer, columns: int | None = None) -> dict[s
 
 def mark_outliers(model: nn.Module, tokenizer, columns: int | None = None,
                   known: dict[str, list[int]] | None = None) -> nn.Module:
-    """Attach each Linear's outlier columns as `int8_outliers` (known ones where they fit the model, else calibrated),
-    and all of them as the model's `int8_outlier_columns`, which a later start may pass back as known."""
+    """Attach each Linear's outlier columns as `int8_outliers`, and all of them as the model's `int8_outlier_columns`."""
+    # Known columns (a cached choice's) are used where they fit the model; else they are calibrated here.
     columns = OUTLIER_COLUMNS if columns is None else columns
     outliers = _fitting(model, known, columns) or calibrate(model, tokenizer, columns)
     for name, module in model.named_modules():
@@ -55,8 +55,8 @@ def mark_outliers(model: nn.Module, tokenizer, columns: int | None = None,
 
 
 def _fitting(model: nn.Module, known: dict[str, list[int]] | None, columns: int) -> dict[str, torch.Tensor] | None:
-    """known as tensors if it names every Linear of the model, each with `columns` sorted, distinct columns in range
-    (all of them if it has fewer); else None."""
+    """known as tensors if it fits the model exactly, else None."""
+    # Fits: every Linear named, each with `columns` (or all its) sorted, distinct, in-range integer columns.
     # Read from a cache file: anything else (another model's, a damaged entry) costs a calibration, not a crash.
     linears = {name: module.in_features for name, module in model.named_modules() if type(module) is nn.Linear}
     if not isinstance(known, dict) or set(known) != set(linears):

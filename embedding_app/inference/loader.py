@@ -121,8 +121,8 @@ def _usable(choice: Choice | None, modes: tuple[str, ...]) -> Choice | None:
 
 
 def load_engine(source: ModelSource, settings: Settings, quantize: str) -> Encoder:
-    """Load a model from a resolved directory in the mode a QUANTIZE value asks for (true: measured fastest, at the
-    current torch threads): an Embedder, or a Reranker for a cross-encoder. Its choice says which mode and kernels."""
+    """An Embedder (a Reranker for a cross-encoder) of a model directory in the mode QUANTIZE asks for, as engine.choice."""
+    # QUANTIZE=true: the fastest faithful mode, probed at the current torch threads (or read from the cache).
     started = time.perf_counter()
     tokenizer, model = read_model(source, settings)
     modes, forced = candidates(quantize)

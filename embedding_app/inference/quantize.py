@@ -60,8 +60,7 @@ def int8_available() -> bool:
 
 
 def build_int8(model: nn.Module, tokenizer, outliers: dict[str, list[int]] | None = None) -> nn.Module:
-    """The loaded fp32 model prepared for QUANTIZE=int8 (outlier columns, calibrated unless known ones fit; int8
-    layers if padded)."""
+    """The loaded fp32 model prepared for QUANTIZE=int8 (outlier columns marked; int8 layers if padded)."""
     from .int8_mode import mark_outliers, replace_linears
     from .packed_bert import unsupported_reason
 
@@ -87,8 +86,8 @@ def _int8_ffn_fp32(model: nn.Module) -> nn.Module:
 
 
 def apply_mode(model: nn.Module, mode: str, tokenizer=None, outliers: dict[str, list[int]] | None = None) -> nn.Module:
-    """Return the model converted to a concrete mode (fp32, bf16, int8, int8-dynamic, int8-dynamic-ffn-fp32); int8
-    takes outlier columns found before (Choice.outliers) where they fit."""
+    """Return the model converted to a concrete mode (fp32, bf16, int8, int8-dynamic, int8-dynamic-ffn-fp32)."""
+    # int8 reuses outlier columns found before (Choice.outliers) where they fit the model.
     if mode == "fp32":
         return model
     if mode == "bf16":

@@ -40,8 +40,7 @@ def on_starting(server) -> None:
 
 
 def when_ready(server) -> None:
-    """Answer /health, /livez and /readyz from a thread of this master, on EMBEDDING_SERVER_HEALTH_PORT; then
-    import the workers' libraries once, before the first fork."""
+    """Answer /health, /livez, /readyz from a master thread (EMBEDDING_SERVER_HEALTH_PORT); then preload libraries."""
     from . import health_server
 
     settings = get_settings()
