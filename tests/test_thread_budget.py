@@ -218,8 +218,9 @@ def test_a_killed_busy_workers_share_comes_back(auto_server, texts):
     wait_until(lambda: f"worker {busy} exited: thread-budget slot" in auto_server.log(), 30, "the master to free its slot")
     request.join(60)
     assert outcome and not isinstance(outcome[0], np.ndarray)  # it was inside the request when killed
-    # The replacement is still loading: the idle worker answers.
-    assert embed_alone(auto_server, ["after the kill"] * 8) == idle
+    # The replacement is usually still loading, so the idle worker answers; should the replacement be ready and take
+    # a request first, ask again: the idle worker's share is what is checked (a worker alone in a request gets all).
+    assert idle in [embed_alone(auto_server, ["after the kill"] * 8) for _ in range(4)]
     assert torch_threads(auto_server, idle) == CORES
 
 
