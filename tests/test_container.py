@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from embedding_app.inference.prepare import prepare
-from harness.server import ROOT
+from harness.server import ROOT, wait_until
 
 from .containers import COMPOSE_FILES, STACK_TIMEOUT, compose, stack  # noqa: F401 (fixtures)
 
@@ -48,9 +48,13 @@ def test_stack_runs_as_non_root(stack):
 def test_stack_serves_metrics(stack):
     import requests
 
-    response = requests.get(f"{stack.url}/metrics", timeout=30)
-    assert response.status_code == 200
-    assert "embedding_workers 2.0" in response.text
+    def scrape() -> str:
+        response = requests.get(f"{stack.url}/metrics", timeout=30)
+        assert response.status_code == 200
+        return response.text
+
+    # compose's --wait returns once the master's /health says one worker is ready; the second may still be loading.
+    wait_until(lambda: "embedding_workers 2.0" in scrape(), 60, "both workers counted in /metrics")
 
 
 def test_local_model_override_serves_a_prepared_directory(stack, tiny_model_dir, tmp_path):

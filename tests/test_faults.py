@@ -4,6 +4,7 @@ import os
 import random
 import re
 import signal
+import socket
 import threading
 import time
 from pathlib import Path
@@ -19,6 +20,7 @@ from harness.server import GunicornServer, rss_mb, wait_until
 # per worker: the speed each worker measures (and admits work by) then holds on a machine busy with other work.
 SLOW = {"BATCH_TOKENS": "64", "MAX_INPUTS": "100000", "MAX_TOKENS_PER_REQUEST": "100000000", "QUANTIZE": "false",
         "SERVED_MODEL_NAME": "tiny", "EMBEDDING_SERVER_THREADS_PER_WORKER": "1"}
+GAP_SECONDS = 2.0  # the longest pause in answers a rolling reload may cause on a loaded 2-core machine
 LOAD_SECONDS = float(os.environ.get("LOAD_TEST_SECONDS", "60"))
 WORDS = ["the", "quick", "brown", "fox", "jumps", "over", "a", "lazy", "dog", "while", "embeddings", "of", "many", "sentences", "are", "computed"]
 
@@ -39,6 +41,15 @@ def cpu_seconds(pid: int) -> float:
     """User plus system CPU time of a process, from /proc."""
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def refused(port: int) -> bool:
+    """Whether a TCP connection to this localhost port is refused."""
+    try:
+        socket.create_connection(("127.0.0.1", port), timeout=5).close()
+        return False
+    except ConnectionRefusedError:
+        return True
 
 
 class Load(ClientThreads):
@@ -93,8 +104,10 @@ def test_killed_worker_is_replaced_and_only_its_request_fails(server):
         load.wait_for_successes(20)
         os.kill(victim, signal.SIGKILL)
         served_at_kill = load.ok
+        # The other worker keeps answering: waited for on its own, since the replacement may load in a fraction of a
+        # second (before the survivor's next answer).
+        wait_until(lambda: load.ok > served_at_kill, 30, "the surviving worker to answer")
         wait_until(lambda: server.log().count("loaded ") > loaded, 90, "a replacement worker")
-        assert load.ok > served_at_kill  # the other worker kept answering meanwhile
         load.wait_for_successes(20)
     pids = server.worker_pids()
     assert len(pids) == 2 and survivor in pids and victim not in pids
@@ -113,6 +126,8 @@ def test_reload_with_hup_replaces_workers_one_at_a_time_without_a_gap(server):
     loaded = server.log().count("loaded ")
     with Load(server.url, clients=4) as load:
         load.wait_for_successes(10)
+        with load.lock:
+            load.longest_gap = 0.0  # from the reload on
         server.process.send_signal(signal.SIGHUP)
         wait_until(lambda: server.log().count("loaded ") >= loaded + 2, 90, "two reloaded workers")
         wait_until(lambda: len(server.worker_pids()) == 2, 30, "the old workers to exit")
@@ -129,7 +144,9 @@ def test_reload_with_hup_replaces_workers_one_at_a_time_without_a_gap(server):
     reload_seconds = [float(s) for s in re.findall(r"ready ([\d.]+)s after fork", server.log())[-2:]]
     print(f"longest gap between answers during the reload {load.longest_gap:.2f}s; "
           f"new workers ready after {reload_seconds}")
-    assert load.longest_gap < min(reload_seconds)  # no answer waited for a worker to load
+    # The event order above proves the reload rolling; this bounds the pause it caused. Not the workers' load time:
+    # the tiny model loads in a fraction of a second, less than a client thread may wait for a core here.
+    assert load.longest_gap < GAP_SECONDS
 
 
 def test_load_at_four_times_workers_has_no_errors_and_flat_memory(server):
@@ -165,7 +182,7 @@ def test_sigterm_finishes_in_flight_requests_and_refuses_new_ones(tiny_model_dir
             load.wait_for_successes(5)
             served = load.ok
             server.process.send_signal(signal.SIGTERM)
-            time.sleep(0.5)
+            wait_until(lambda: refused(server.port), 10, "the master to close its socket")
             for _ in range(3):
                 started = time.monotonic()
                 with pytest.raises(requests.ConnectionError):

@@ -39,6 +39,15 @@ def busy_server(output_dir, tiny_model_dir):
     """Two workers on the tiny model that have answered REQUESTS concurrent embeddings requests between them."""
     with GunicornServer(output_dir / "gunicorn-metrics.log", workers=2, MODEL_NAME=str(tiny_model_dir),
                         QUANTIZE="false") as server:
+        # A worker logs "ready" before gunicorn has built its app and accepts: until both answer, one worker may take
+        # all the millisecond-long requests below.
+        def both_answer() -> bool:
+            with ThreadPoolExecutor(4) as pool:
+                list(pool.map(lambda _: requests.get(f"{server.url}/v1/models", timeout=30), range(8)))
+            return len(set(re.findall(r'"GET /v1/models HTTP/1.1" 200 .* worker=<?(\d+)', server.log()))) == 2
+
+        wait_until(both_answer, 30, "both workers to answer")
+
         def embed(i):
             body = {"input": [f"text {i}", "another text"]}
             return requests.post(f"{server.url}/v1/embeddings", json=body, timeout=60).status_code

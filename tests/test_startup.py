@@ -193,7 +193,7 @@ def test_a_killed_master_takes_its_workers_along_and_the_next_start_clears_its_m
         server.process.kill()  # SIGKILL: no hook runs, nothing is cleaned up
         server.process.wait()
         # gunicorn alone notices a dead master between requests, after up to EMBEDDING_SERVER_TIMEOUT / 2 s.
-        wait_until(lambda: not any(running(pid) for pid in workers), 5, "the orphaned workers to stop")
+        wait_until(lambda: not any(running(pid) for pid in workers), 15, "the orphaned workers to stop")
     finally:
         for pid in workers:
             if running(pid):

@@ -220,7 +220,7 @@ def test_a_killed_busy_workers_share_comes_back(auto_server, texts):
     assert outcome and not isinstance(outcome[0], np.ndarray)  # it was inside the request when killed
     # The replacement is usually still loading, so the idle worker answers; should the replacement be ready and take
     # a request first, ask again: the idle worker's share is what is checked (a worker alone in a request gets all).
-    assert idle in [embed_alone(auto_server, ["after the kill"] * 8) for _ in range(4)]
+    assert any(embed_alone(auto_server, ["after the kill"] * 8) == idle for _ in range(20))
     assert torch_threads(auto_server, idle) == CORES
 
 
