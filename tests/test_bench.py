@@ -144,3 +144,17 @@ def test_the_startup_benchmark_sets_this_checkout_beside_a_base_commit(tiny_mode
     assert set(rows) == {"HEAD", "this checkout"}
     assert all(float(value) > 0 for row in rows.values() for value in row)  # seconds and memory, measured
     assert "This checkout / HEAD (cached): all ready " in report and ", memory " in report
+
+
+def test_the_onnx_benchmark_sets_both_servers_beside_onnx_runtime():
+    from bench.vs_onnx import RATIOS, run
+
+    report = run(rounds=1, requests_per_round=1)
+    rows = {line.split("|")[1].strip(): line.split("|")[2:-1] for line in report.splitlines()
+            if line.startswith("| ") and not line.startswith("| engine")}
+    assert {name.split(" (")[0] for name in rows} == {"server QUANTIZE=true", "server QUANTIZE=false", "ORT fp32",
+                                                       "ORT int8 per-channel QInt8"}
+    assert all(float(row[0]) > 0 for row in rows.values())  # every engine timed
+    fp32 = next(row for name, row in rows.items() if name.startswith("server QUANTIZE=false"))
+    assert float(fp32[1]) > 0.9999  # the server's fp32 vectors, over HTTP, match sentence-transformers'
+    assert report.count("x**") == len(RATIOS)

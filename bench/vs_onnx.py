@@ -1,0 +1,131 @@
+"""The server over HTTP against ONNX Runtime in-process, issue 16's measure: python -m bench.vs_onnx [--rounds 3].
+
+One server per QUANTIZE value (true, false), each 1 worker x 1 thread with default settings otherwise; one client
+posts 12 requests x 32 mixed real texts (new ones every round, base64 as the OpenAI SDK asks). ONNX Runtime fp32
+(fused BERT graph) and per-channel QInt8 run in this process on one thread, one text per call, tokenizing included.
+Engines alternate within each round; rate = real tokens / wall seconds, best of rounds. Fidelity: each engine's
+vectors of the project's texts against sentence-transformers fp32.
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import json
+import tempfile
+import time
+from contextlib import ExitStack
+from pathlib import Path
+
+import numpy as np
+import requests
+
+from harness.quality import measure_fidelity
+from harness.server import GunicornServer
+from harness.workload import DATA, fresh_rounds, load_texts
+
+from .report import load_average, machine, table
+from .servers import RESULTS
+
+REQUESTS, TEXTS_PER_REQUEST = 12, 32
+QUANTIZE = ("true", "false")
+RATIOS = (("true", "ORT int8 per-channel QInt8"), ("true", "ORT fp32"), ("false", "ORT fp32"))  # issue 16's three
+
+
+class HttpEmbedder:
+    """A running server as an embedder of token-id sequences (the API's int[][] input), for measure_fidelity."""
+
+    def __init__(self, url: str):
+        self.url, self.session = f"{url}/v1/embeddings", requests.Session()
+
+    def embed(self, sequences: list[list[int]]) -> np.ndarray:
+        """Unit vectors of finished token sequences, in order."""
+        # The server adds the special tokens itself, as for text: send what lies between [CLS] and [SEP].
+        return post(self.session, self.url, [ids[1:-1] for ids in sequences])
+
+
+def post(session: requests.Session, url: str, inputs: list) -> np.ndarray:
+    """The vectors of one embeddings request, decoded from base64 little-endian float32."""
+    response = session.post(url, json={"input": inputs, "encoding_format": "base64"}, timeout=600)
+    response.raise_for_status()
+    return np.stack([np.frombuffer(base64.b64decode(item["embedding"]), dtype="<f4") for item in response.json()["data"]])
+
+
+class TokenizingOrt:
+    """An ONNX Runtime embedder that tokenizes its texts first, as a server in front of it must."""
+
+    def __init__(self, path: Path, tokenizer, max_tokens: int):
+        from .onnx_engine import OrtEmbedder
+
+        self.engine, self.tokenizer, self.max_tokens = OrtEmbedder(path), tokenizer, max_tokens
+
+    def embed_texts(self, texts: list[str]) -> np.ndarray:
+        """Unit vectors of texts, truncated as the model is."""
+        ids = self.tokenizer(texts, truncation=True, max_length=self.max_tokens)["input_ids"]
+        return self.engine.embed(ids)
+
+
+def run(rounds: int, model_dir: str = "", requests_per_round: int = REQUESTS) -> str:
+    """Markdown: real tokens/s and fidelity of the two servers and ONNX Runtime's two engines, with the ratios."""
+    import onnxruntime
+    from sentence_transformers import SentenceTransformer
+
+    from embedding_app.inference.model_source import default_model_dir
+
+    from .onnx_engine import export
+
+    path = model_dir or str(default_model_dir())
+    reference_model = SentenceTransformer(path, device="cpu")
+    tokenizer, max_tokens = reference_model.tokenizer, reference_model.max_seq_length
+    texts, queries = load_texts(), json.loads((DATA / "queries.json").read_text())["queries"]
+    passages_ids = tokenizer(texts, truncation=True, max_length=max_tokens)["input_ids"]
+    query_ids = tokenizer(queries, truncation=True, max_length=max_tokens)["input_ids"]
+    reference = (reference_model.encode(texts, normalize_embeddings=True),
+                 reference_model.encode(queries, normalize_embeddings=True))
+    onnx_files = export(path, Path(tempfile.gettempdir()) / f"bench-vs-onnx-{Path(path).name}")
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    with ExitStack() as stack:
+        servers = {f"server QUANTIZE={quantize}": stack.enter_context(GunicornServer(
+            RESULTS / f"gunicorn-vs-onnx-{quantize}.log", workers=1, MODEL_NAME=model_dir, QUANTIZE=quantize,
+            EMBEDDING_SERVER_THREADS_PER_WORKER="1")) for quantize in QUANTIZE}
+        modes = {name: requests.get(f"{server.url}/health", timeout=30).json()["mode"] for name, server in servers.items()}
+        orts = {name: TokenizingOrt(file, tokenizer, max_tokens) for name, file in onnx_files.items()}
+        sessions = {name: requests.Session() for name in servers}
+        engines = {name: (lambda texts, s=sessions[name], u=f"{server.url}/v1/embeddings": post(s, u, texts))
+                   for name, server in servers.items()} | {name: ort.embed_texts for name, ort in orts.items()}
+        best = dict.fromkeys(engines, 0.0)
+        warm_up, *timed = fresh_rounds(texts, rounds + 1, requests_per_round, TEXTS_PER_REQUEST, seed=16)
+        for embed in engines.values():  # first calls: sessions, thread pools, lazy imports
+            embed(warm_up[0])
+        for workload in timed:
+            tokens = sum(len(ids) for request in workload for ids in tokenizer(request, truncation=True,
+                                                                                 max_length=max_tokens)["input_ids"])
+            for name, embed in engines.items():
+                started = time.perf_counter()
+                for request in workload:
+                    embed(request)
+                best[name] = max(best[name], tokens / (time.perf_counter() - started))
+        quality = {name: measure_fidelity(HttpEmbedder(server.url), passages_ids, query_ids, *reference)
+                   for name, server in servers.items()}
+        quality |= {name: measure_fidelity(ort.engine, passages_ids, query_ids, *reference) for name, ort in orts.items()}
+    rows = [[name + (f" ({modes[name]})" if name in modes else ""), round(rate), f"{quality[name].min_cosine:.5f}",
+             f"{quality[name].mean_cosine:.5f}", f"{quality[name].top10_overlap:.3f}"] for name, rate in best.items()]
+    ratios = [f"QUANTIZE={quantize} / {ort}: **{best[f'server QUANTIZE={quantize}'] / best[ort]:.2f}x**"
+              for quantize, ort in RATIOS]
+    return (f"{machine()}; onnxruntime {onnxruntime.__version__}; load {load_average()}; servers 1 worker x 1 thread "
+            f"over HTTP (one client), ONNX Runtime in-process on one thread; {requests_per_round} requests x "
+            f"{TEXTS_PER_REQUEST} mixed real texts per round, new every round, best of {rounds} alternating; "
+            "fidelity against sentence-transformers fp32\n\n"
+            + table(["engine", "real tokens/s", "min cos", "mean cos", "top-10 overlap"], rows)
+            + "\n\n" + "; ".join(ratios))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rounds", type=int, default=3)
+    args = parser.parse_args()
+    print(run(args.rounds))
+
+
+if __name__ == "__main__":
+    main()
