@@ -33,10 +33,18 @@ RATIOS = (("true", "ORT int8 per-channel QInt8"), ("true", "ORT fp32"), ("false"
 
 
 class HttpEmbedder:
-    """A running server as an embedder of token-id sequences (the API's int[][] input), for measure_fidelity."""
+    """A running server as an embedder of texts, and of token-id sequences (the API's int[][]) for measure_fidelity."""
 
     def __init__(self, url: str):
-        self.url, self.session = f"{url}/v1/embeddings", requests.Session()
+        self.base, self.url, self.session = url, f"{url}/v1/embeddings", requests.Session()
+
+    def mode(self) -> str:
+        """The mode the server's worker chose (fp32, bf16, int8...), from /health."""
+        return self.session.get(f"{self.base}/health", timeout=30).json()["mode"]
+
+    def embed_texts(self, texts: list[str]) -> np.ndarray:
+        """Unit vectors of texts, as a client sends them."""
+        return post(self.session, self.url, texts)
 
     def embed(self, sequences: list[list[int]]) -> np.ndarray:
         """Unit vectors of finished token sequences, in order."""
@@ -65,49 +73,63 @@ class TokenizingOrt:
         return self.engine.embed(ids)
 
 
+class Reference:
+    """sentence-transformers fp32 on the model: its tokenizer, and its vectors of the project's texts and queries."""
+
+    def __init__(self, path: str):
+        from sentence_transformers import SentenceTransformer
+
+        model = SentenceTransformer(path, device="cpu")
+        self.tokenizer, self.max_tokens = model.tokenizer, model.max_seq_length
+        self.texts, queries = load_texts(), json.loads((DATA / "queries.json").read_text())["queries"]
+        self.passages, self.queries = self.ids(self.texts), self.ids(queries)
+        self.vectors = (model.encode(self.texts, normalize_embeddings=True),
+                        model.encode(queries, normalize_embeddings=True))
+
+    def ids(self, texts: list[str]) -> list[list[int]]:
+        """Token ids of texts, special tokens included, truncated as the model is."""
+        return self.tokenizer(texts, truncation=True, max_length=self.max_tokens)["input_ids"]
+
+
+def best_rates(engines: dict, reference: Reference, rounds: int, requests_per_round: int) -> dict[str, float]:
+    """Real tokens/s of each engine (a call embedding a list of texts), alternating, best of rounds."""
+    best = dict.fromkeys(engines, 0.0)
+    warm_up, *timed = fresh_rounds(reference.texts, rounds + 1, requests_per_round, TEXTS_PER_REQUEST, seed=16)
+    for embed in engines.values():  # first calls: sessions, thread pools, lazy imports
+        embed(warm_up[0])
+    for workload in timed:
+        tokens = sum(len(ids) for request in workload for ids in reference.ids(request))
+        for name, embed in engines.items():
+            started = time.perf_counter()
+            for request in workload:
+                embed(request)
+            best[name] = max(best[name], tokens / (time.perf_counter() - started))
+    return best
+
+
 def run(rounds: int, model_dir: str = "", requests_per_round: int = REQUESTS) -> str:
     """Markdown: real tokens/s and fidelity of the two servers and ONNX Runtime's two engines, with the ratios."""
     import onnxruntime
-    from sentence_transformers import SentenceTransformer
 
     from embedding_app.inference.model_source import default_model_dir
 
     from .onnx_engine import export
 
     path = model_dir or str(default_model_dir())
-    reference_model = SentenceTransformer(path, device="cpu")
-    tokenizer, max_tokens = reference_model.tokenizer, reference_model.max_seq_length
-    texts, queries = load_texts(), json.loads((DATA / "queries.json").read_text())["queries"]
-    passages_ids = tokenizer(texts, truncation=True, max_length=max_tokens)["input_ids"]
-    query_ids = tokenizer(queries, truncation=True, max_length=max_tokens)["input_ids"]
-    reference = (reference_model.encode(texts, normalize_embeddings=True),
-                 reference_model.encode(queries, normalize_embeddings=True))
+    reference = Reference(path)
     onnx_files = export(path, Path(tempfile.gettempdir()) / f"bench-vs-onnx-{Path(path).name}")
     RESULTS.mkdir(parents=True, exist_ok=True)
     with ExitStack() as stack:
-        servers = {f"server QUANTIZE={quantize}": stack.enter_context(GunicornServer(
+        servers = {f"server QUANTIZE={quantize}": HttpEmbedder(stack.enter_context(GunicornServer(
             RESULTS / f"gunicorn-vs-onnx-{quantize}.log", workers=1, MODEL_NAME=model_dir, QUANTIZE=quantize,
-            EMBEDDING_SERVER_THREADS_PER_WORKER="1")) for quantize in QUANTIZE}
-        modes = {name: requests.get(f"{server.url}/health", timeout=30).json()["mode"] for name, server in servers.items()}
-        orts = {name: TokenizingOrt(file, tokenizer, max_tokens) for name, file in onnx_files.items()}
-        sessions = {name: requests.Session() for name in servers}
-        engines = {name: (lambda texts, s=sessions[name], u=f"{server.url}/v1/embeddings": post(s, u, texts))
-                   for name, server in servers.items()} | {name: ort.embed_texts for name, ort in orts.items()}
-        best = dict.fromkeys(engines, 0.0)
-        warm_up, *timed = fresh_rounds(texts, rounds + 1, requests_per_round, TEXTS_PER_REQUEST, seed=16)
-        for embed in engines.values():  # first calls: sessions, thread pools, lazy imports
-            embed(warm_up[0])
-        for workload in timed:
-            tokens = sum(len(ids) for request in workload for ids in tokenizer(request, truncation=True,
-                                                                                 max_length=max_tokens)["input_ids"])
-            for name, embed in engines.items():
-                started = time.perf_counter()
-                for request in workload:
-                    embed(request)
-                best[name] = max(best[name], tokens / (time.perf_counter() - started))
-        quality = {name: measure_fidelity(HttpEmbedder(server.url), passages_ids, query_ids, *reference)
-                   for name, server in servers.items()}
-        quality |= {name: measure_fidelity(ort.engine, passages_ids, query_ids, *reference) for name, ort in orts.items()}
+            EMBEDDING_SERVER_THREADS_PER_WORKER="1")).url) for quantize in QUANTIZE}
+        modes = {name: server.mode() for name, server in servers.items()}
+        orts = {name: TokenizingOrt(file, reference.tokenizer, reference.max_tokens) for name, file in onnx_files.items()}
+        engines = {name: server.embed_texts for name, server in servers.items()} | {
+            name: ort.embed_texts for name, ort in orts.items()}
+        best = best_rates(engines, reference, rounds, requests_per_round)
+        quality = {name: measure_fidelity(embedder, reference.passages, reference.queries, *reference.vectors)
+                   for name, embedder in (servers | {name: ort.engine for name, ort in orts.items()}).items()}
     rows = [[name + (f" ({modes[name]})" if name in modes else ""), round(rate), f"{quality[name].min_cosine:.5f}",
              f"{quality[name].mean_cosine:.5f}", f"{quality[name].top10_overlap:.3f}"] for name, rate in best.items()]
     ratios = [f"QUANTIZE={quantize} / {ort}: **{best[f'server QUANTIZE={quantize}'] / best[ort]:.2f}x**"
