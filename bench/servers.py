@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import multiprocessing
-import re
 
 import requests
 
@@ -57,7 +56,7 @@ def serve(workload, quantize: str, config: str, concurrency: tuple[int, ...], ro
             best = max(best, ceiling.measure())
         work = scrape(server.url) - before
         worker_rss = max(rss_mb(pid) for pid in server.worker_pids())
-        ready = max(map(float, re.findall(r"ready ([\d.]+)s after fork", server.log())))
+        ready = max(server.ready_seconds())
         mode = requests.get(f"{server.url}/health", timeout=30).json()["mode"]  # QUANTIZE=true: measured at load
         return {"mode": mode, "loads": loads, "ceiling": best, "raw_rss": ceiling.rss_mb, "worker_rss": worker_rss, "ready": ready,
                 "work": work, "cores": min(workers * threads, cores) if threads else cores}

@@ -12,7 +12,6 @@ slowest worker's "ready ... after fork" (what a replacement worker takes), and t
 from __future__ import annotations
 
 import argparse
-import re
 import statistics
 import tempfile
 import time
@@ -24,8 +23,6 @@ from harness.server import ROOT, GunicornServer
 
 from .checkout import worktree
 from .report import load_average, machine, table
-
-READY = re.compile(r"ready ([0-9.]+)s after fork")
 
 
 def pss_mb(pid: int) -> float:
@@ -43,12 +40,12 @@ def start_once(root: Path, cache: Path, log: Path, env: dict[str, str]) -> tuple
     started = time.perf_counter()
     server.start(wait=False)
     try:
-        while len(READY.findall(server.log())) < server.workers:
+        while len(server.ready_seconds()) < server.workers:
             if server.process.poll() is not None or time.perf_counter() - started > 120:
                 raise RuntimeError(f"gunicorn did not start:\n{server.log()}")
             time.sleep(0.02)
         wall = time.perf_counter() - started
-        after_fork = max(float(seconds) for seconds in READY.findall(server.log()))
+        after_fork = max(server.ready_seconds())
         for _ in range(4):
             body = {"input": ["a sentence of a few words"] * 16 + ["word " * 200] * 2}
             requests.post(f"{server.url}/v1/embeddings", json=body, timeout=120).raise_for_status()

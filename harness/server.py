@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -13,6 +14,7 @@ from pathlib import Path
 import requests
 
 ROOT = Path(__file__).resolve().parent.parent
+READY_LINE = re.compile(r"ready ([\d.]+)s after fork")  # logged once per worker start (runtime/loading.py)
 
 
 def server_environ() -> dict[str, str]:
@@ -71,7 +73,7 @@ class GunicornServer:
         if not wait:
             return self
         deadline = time.monotonic() + timeout
-        while self.log().count("s after fork") < self.workers:  # runtime logs "ready N.NNs after fork" per worker
+        while len(self.ready_seconds()) < self.workers:
             if self.process.poll() is not None:
                 raise RuntimeError(f"gunicorn exited with {self.process.returncode}:\n{self.log()}")
             if time.monotonic() > deadline:
@@ -83,6 +85,10 @@ class GunicornServer:
     def log(self) -> str:
         """Everything gunicorn has written so far."""
         return self.log_path.read_text(errors="replace")
+
+    def ready_seconds(self) -> list[float]:
+        """Each worker start's seconds from fork to ready, in log order."""
+        return [float(seconds) for seconds in READY_LINE.findall(self.log())]
 
     def worker_pids(self) -> list[int]:
         """The pids of the master's live worker processes."""

@@ -141,7 +141,7 @@ def test_reload_with_hup_replaces_workers_one_at_a_time_without_a_gap(server):
         exited += event == "exit" and pid in old
         assert exited <= ready, reload_events(server.log())
     assert (ready, exited) == (2, 2)
-    reload_seconds = [float(s) for s in re.findall(r"ready ([\d.]+)s after fork", server.log())[-2:]]
+    reload_seconds = server.ready_seconds()[-2:]
     print(f"longest gap between answers during the reload {load.longest_gap:.2f}s; "
           f"new workers ready after {reload_seconds}")
     # The event order above proves the reload rolling; this bounds the pause it caused. Not the workers' load time:

@@ -116,6 +116,6 @@ def test_the_master_answers_livez_while_it_preloads(tiny_model_dir, output_dir):
                 return False
         wait_until(alive, 60, "/livez to answer")
         assert "libraries imported once" not in server.log()  # still importing: about 3 s
-        wait_until(lambda: server.log().count("s after fork") == 2, 120, "both workers to load")
+        wait_until(lambda: len(server.ready_seconds()) == 2, 120, "both workers to load")
     finally:
         server.stop()
