@@ -126,13 +126,14 @@ def test_the_choice_benchmark_sets_the_pick_beside_every_variant():
     assert "| 1.000 |" in report  # the fastest one, against which the others are given
 
 
-def test_what_to_expect_runs_the_default_server_for_each_client_count():
+def test_what_to_expect_runs_the_default_server_for_each_client_count_beside_a_tuned_one():
     from bench.expect import run
 
-    report = run(requests_count=3, clients=[1, 2], rounds=1)
+    report = run(requests_count=3, clients=[1, 2], rounds=1, env={"ONEDNN_PRIMITIVE_CACHE_CAPACITY": "64"})
     assert "QUANTIZE=true -> " in report and "| 1 client |" in report and "| 2 clients |" in report
-    rows = [line for line in report.splitlines() if line.startswith("| 1 client")]
-    assert float(rows[0].split("|")[2]) > 0 and float(rows[0].split("|")[3]) > 0  # both kinds answered
+    assert "tuned: {'ONEDNN_PRIMITIVE_CACHE_CAPACITY': '64'}; worker RSS MB after the runs: default " in report
+    cells = [line.split("|")[2:-1] for line in report.splitlines() if line.startswith("| 1 client")][0]
+    assert len(cells) == 6 and all(float(cell) > 0 for cell in cells)  # both servers answered both kinds; ratios
 
 
 def test_the_startup_benchmark_sets_this_checkout_beside_a_base_commit(tiny_model_dir):
