@@ -3,8 +3,8 @@
 y[i] = s[i] * ((q[i] @ wq.T) * w_scale + [x_out[i] / s[i], 1 / s[i], -z[i]] @ [w_out, bias, c].T)
 q = per-token asymmetric uint8 of x with the outlier columns zeroed (scale s, zero point z); c = w_scale * row sums
 of wq (the zero points' share). The few outlier columns, the bias and the zero-point correction ride in one small
-fp32 GEMM; oneDNN's int8 GEMM (torch.ops.onednn.qlinear_pointwise: exact int32 sums, per-channel scale fused)
-adds into its output in place, and one pass applies the per-token scale. Per-token scales alone fall short of min
+fp32 GEMM (F.linear); oneDNN's int8 GEMM (torch.ops.onednn.qlinear_pointwise: exact int32 sums, per-channel scale
+fused) adds into its output in place, and one pass applies the per-token scale. Per-token scales alone fall short of min
 cosine 0.999 to fp32 on all-MiniLM-L6-v2; the outlier columns reach it (BENCHMARKS.md, "Faithful int8"). Where the
 CPU's kernel adds pairs of products in int16 (no VNNI), paired weights keep 8-bit activations exact (int8_weights.py).
 """
@@ -15,10 +15,11 @@ import functools
 import logging
 
 import torch
+from torch.nn import functional as F
 
 from .int8_kernels import quantize_kernel
 from .int8_weights import EXTRA_SHARE, FULL, PAIRED, binding_columns, quantize_weight
-from .prepacked_linear import LinearLayer, PrepackedLinear
+from .prepacked_linear import LinearLayer
 
 log = logging.getLogger(__name__)
 # (activation levels, weight scheme), best first: a probe at load finds the first one this CPU's kernel sums exactly
@@ -81,7 +82,6 @@ class Int8Linear(LinearLayer):
         # The fp32 side GEMM's columns: the outliers, the bias, and the zero points' share (w_scale * row sums of wq).
         correction = self.w_scale * self.wq.sum(dim=1, dtype=torch.float32)
         self.extra_weight = torch.cat([weight[:, self.outliers], self.bias[:, None], correction[:, None]], dim=1)
-        self.extra = PrepackedLinear(self.extra_weight, None)  # fp32, pre-packed for oneDNN where it agrees
 
     @property
     def shape(self) -> str:
@@ -98,7 +98,9 @@ class Int8Linear(LinearLayer):
         values, scale, side = quantize_rows(states, self.levels, outliers)
         if not self.overwrite_input:
             states.index_copy_(1, self.outliers, outliers)
-        out = self.extra(side)
+        # F.linear, not oneDNN: oneDNN compiles a kernel per new row count, which cost one text per request 6-8 %
+        # on every CPU class measured, while this GEMM's few columns run as fast in MKL (BENCHMARKS.md, "One text").
+        out = F.linear(side, self.extra_weight)
         if self.prepacked_weight is None:
             out.add_(self.int_gemm(values))
         else:  # oneDNN adds its result into out in place ("sum"): no second output-sized buffer
