@@ -21,7 +21,7 @@ from harness.workload import load_texts, make_requests, split_by_length
 
 from .compare import best_of
 from .load import run_load
-from .report import load_average, machine, table
+from .report import environment, load_average, machine, table
 from .servers import RESULTS
 
 
@@ -77,7 +77,10 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--env", default="", help="KEY=VALUE[,KEY=VALUE]: a second server with this environment")
     args = parser.parse_args()
-    env = dict(item.split("=", 1) for item in args.env.split(",") if item)
+    try:
+        env = environment(args.env.split(","))
+    except ValueError as error:
+        parser.error(str(error))
     print(run(args.requests, [int(count) for count in args.clients.split(",")], args.rounds, env))
 
 

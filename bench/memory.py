@@ -8,6 +8,8 @@ import time
 from harness.clients import Soak
 from harness.server import ROOT, GunicornServer, rss_mb
 
+from .report import environment
+
 
 def rss_over_time(pids: list[int], seconds: float, every: float) -> list[tuple[float, list[float]]]:
     """Samples of (seconds since start, RSS MB of each process) every `every` seconds for `seconds`."""
@@ -30,7 +32,7 @@ def main() -> None:
     options = parser.parse_args()
     (ROOT / "bench" / "results").mkdir(parents=True, exist_ok=True)
     for index, extra in enumerate(options.env or [""]):
-        env = dict(item.split("=", 1) for item in extra.split(",") if item)
+        env = environment(extra.split(","))
         log = ROOT / "bench" / "results" / f"gunicorn-memory-{index}.log"
         with GunicornServer(log, workers=2, MODEL_NAME="", **env) as server, \
                 Soak(server.url, options.clients) as soak:

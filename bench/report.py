@@ -11,6 +11,15 @@ import time
 from concurrent.futures import ProcessPoolExecutor
 
 
+def environment(items) -> dict[str, str]:
+    """KEY=VALUE items (a server's extra environment) as a dict; an item that is not KEY=VALUE is a ValueError."""
+    items = [item for item in items if item]
+    bad = [item for item in items if not item.split("=", 1)[0] or "=" not in item]
+    if bad:
+        raise ValueError(f"not KEY=VALUE: {bad[0]!r}")
+    return dict(item.split("=", 1) for item in items)
+
+
 def in_fresh_process(function, *args):
     """Run function in a new interpreter, so its torch threads and tokenizer pool start clean."""
     with ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn")) as pool:

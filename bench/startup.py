@@ -22,7 +22,7 @@ import requests
 from harness.server import ROOT, GunicornServer
 
 from .checkout import worktree
-from .report import load_average, machine, table
+from .report import environment, load_average, machine, table
 
 
 def pss_mb(pid: int) -> float:
@@ -85,7 +85,7 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=4)
     parser.add_argument("--env", action="append", default=[], help="KEY=VALUE for both servers (repeatable)")
     args = parser.parse_args()
-    print(run(args.base, args.rounds, dict(item.split("=", 1) for item in args.env)))
+    print(run(args.base, args.rounds, environment(args.env)))
 
 
 if __name__ == "__main__":

@@ -9,6 +9,7 @@ from harness.server import ROOT, GunicornServer
 from harness.workload import load_texts, make_requests, split_by_length
 
 from .load import LoadResult, run_load
+from .report import environment
 
 BASELINE = "2x1"
 
@@ -17,7 +18,7 @@ def server(config: str, results) -> GunicornServer:
     """A server for "WxT" (T a count or auto); each "+KEY=VALUE" is added to its environment."""
     shape, *extra = config.split("+")
     workers, threads = shape.split("x")
-    env = dict(item.split("=", 1) for item in extra)
+    env = environment(extra)
     return GunicornServer(results / f"gunicorn-threads-{config}.log", workers=int(workers), MODEL_NAME="",
                           EMBEDDING_SERVER_THREADS_PER_WORKER=threads, **env)
 

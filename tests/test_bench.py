@@ -115,6 +115,16 @@ def test_the_benchmark_names_the_cpus_instruction_sets(flags, expected):
     assert isa(flags) == expected
 
 
+def test_a_benchmarks_extra_environment_is_key_value_items_and_names_a_bad_one():
+    from bench.report import environment
+
+    assert environment(["ONEDNN_PRIMITIVE_CACHE_CAPACITY=512", "", "GLIBC_TUNABLES=a=b"]) == {
+        "ONEDNN_PRIMITIVE_CACHE_CAPACITY": "512", "GLIBC_TUNABLES": "a=b"}
+    for bad in ("QUANTIZE", "=1"):
+        with pytest.raises(ValueError, match=f"not KEY=VALUE: '{bad}'"):
+            environment(["A=1", bad])
+
+
 def test_the_choice_benchmark_sets_the_pick_beside_every_variant():
     from bench.choice import run
     from embedding_app.config.choices import FAITHFUL_MODES
