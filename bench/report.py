@@ -8,10 +8,11 @@ import platform
 import re
 import subprocess
 import time
+from collections.abc import Iterable
 from concurrent.futures import ProcessPoolExecutor
 
 
-def environment(items) -> dict[str, str]:
+def environment(items: Iterable[str]) -> dict[str, str]:
     """KEY=VALUE items (a server's extra environment) as a dict; an item that is not KEY=VALUE is a ValueError."""
     items = [item for item in items if item]
     bad = [item for item in items if not item.split("=", 1)[0] or "=" not in item]

@@ -4,9 +4,10 @@ y[i] = s[i] * ((q[i] @ wq.T) * w_scale + [x_out[i] / s[i], 1 / s[i], -z[i]] @ [w
 q = per-token asymmetric uint8 of x with the outlier columns zeroed (scale s, zero point z); c = w_scale * row sums
 of wq (the zero points' share). The few outlier columns, the bias and the zero-point correction ride in one small
 fp32 GEMM (F.linear); oneDNN's int8 GEMM (torch.ops.onednn.qlinear_pointwise: exact int32 sums, per-channel scale
-fused) adds into its output in place, and one pass applies the per-token scale. Per-token scales alone fall short of min
-cosine 0.999 to fp32 on all-MiniLM-L6-v2; the outlier columns reach it (BENCHMARKS.md, "Faithful int8"). Where the
-CPU's kernel adds pairs of products in int16 (no VNNI), paired weights keep 8-bit activations exact (int8_weights.py).
+fused) adds into its output in place, and one pass applies the per-token scale. Per-token scales alone fall short of
+min cosine 0.999 to fp32 on all-MiniLM-L6-v2; the outlier columns reach it (BENCHMARKS.md, "Faithful int8"). Where
+the CPU's kernel adds pairs of products in int16 (no VNNI), paired weights keep 8-bit activations exact
+(int8_weights.py).
 """
 
 from __future__ import annotations
@@ -98,8 +99,9 @@ class Int8Linear(LinearLayer):
         values, scale, side = quantize_rows(states, self.levels, outliers)
         if not self.overwrite_input:
             states.index_copy_(1, self.outliers, outliers)
-        # F.linear, not oneDNN: oneDNN compiles a kernel per new row count, which cost one text per request 6-8 %
-        # on every CPU class measured, while this GEMM's few columns run as fast in MKL (BENCHMARKS.md, "One text").
+        # F.linear, not oneDNN: MKL runs this thin GEMM at about half a cached oneDNN kernel's speed, but oneDNN
+        # builds a kernel per new row count; one text per request ran 6-8 % faster on every CPU class measured,
+        # batched requests the same (BENCHMARKS.md, "One text per request").
         out = F.linear(side, self.extra_weight)
         if self.prepacked_weight is None:
             out.add_(self.int_gemm(values))
