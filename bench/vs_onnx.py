@@ -1,7 +1,8 @@
 """The server over HTTP against ONNX Runtime in-process, issue 16's measure: python -m bench.vs_onnx [--rounds 3].
 
 One server per QUANTIZE value (true, false), each 1 worker x 1 thread with default settings otherwise; one client
-posts 12 requests x 32 mixed real texts (new ones every round, base64 as the OpenAI SDK asks). ONNX Runtime fp32
+posts 12 requests x 32 mixed real texts (new ones every round, base64 as the OpenAI SDK asks), then the same texts
+one per request. ONNX Runtime fp32
 (fused BERT graph) and per-channel QInt8 run in this process on one thread, one text per call, tokenizing included.
 Engines alternate within each round; rate = real tokens / wall seconds, best of rounds. Fidelity: each engine's
 vectors of the project's texts against sentence-transformers fp32.
@@ -30,6 +31,7 @@ from .servers import RESULTS
 REQUESTS, TEXTS_PER_REQUEST = 12, 32
 QUANTIZE = ("true", "false")
 RATIOS = (("true", "ORT int8 per-channel QInt8"), ("true", "ORT fp32"), ("false", "ORT fp32"))  # issue 16's three
+SINGLES = ", one text per request"  # the same server, the same texts, one per request: as a client embedding queries
 
 
 class HttpEmbedder:
@@ -45,6 +47,10 @@ class HttpEmbedder:
     def embed_texts(self, texts: list[str]) -> np.ndarray:
         """Unit vectors of texts, as a client sends them."""
         return post(self.session, self.url, texts)
+
+    def embed_one_by_one(self, texts: list[str]) -> np.ndarray:
+        """Unit vectors of texts, one request each."""
+        return np.concatenate([self.embed_texts([text]) for text in texts])
 
     def embed(self, sequences: list[list[int]]) -> np.ndarray:
         """Unit vectors of finished token sequences, in order."""
@@ -91,6 +97,11 @@ class Reference:
         return self.tokenizer(texts, truncation=True, max_length=self.max_tokens)["input_ids"]
 
 
+def fidelity(quality) -> list[str]:
+    """The table's fidelity cells: min and mean cosine to sentence-transformers, top-10 overlap."""
+    return [f"{quality.min_cosine:.5f}", f"{quality.mean_cosine:.5f}", f"{quality.top10_overlap:.3f}"]
+
+
 def best_rates(engines: dict, reference: Reference, rounds: int, requests_per_round: int) -> dict[str, float]:
     """Real tokens/s of each engine (a call embedding a list of texts), alternating, best of rounds."""
     best = dict.fromkeys(engines, 0.0)
@@ -126,20 +137,31 @@ def run(rounds: int, model_dir: str = "", requests_per_round: int = REQUESTS) ->
         modes = {name: server.mode() for name, server in servers.items()}
         orts = {name: TokenizingOrt(file, reference.tokenizer, reference.max_tokens) for name, file in onnx_files.items()}
         engines = {name: server.embed_texts for name, server in servers.items()} | {
+            name + SINGLES: server.embed_one_by_one for name, server in servers.items()} | {
             name: ort.embed_texts for name, ort in orts.items()}
         best = best_rates(engines, reference, rounds, requests_per_round)
         quality = {name: measure_fidelity(embedder, reference.passages, reference.queries, *reference.vectors)
                    for name, embedder in (servers | {name: ort.engine for name, ort in orts.items()}).items()}
-    rows = [[name + (f" ({modes[name]})" if name in modes else ""), round(rate), f"{quality[name].min_cosine:.5f}",
-             f"{quality[name].mean_cosine:.5f}", f"{quality[name].top10_overlap:.3f}"] for name, rate in best.items()]
-    ratios = [f"QUANTIZE={quantize} / {ort}: **{best[f'server QUANTIZE={quantize}'] / best[ort]:.2f}x**"
-              for quantize, ort in RATIOS]
+    rows, ratios = _results(best, quality, modes)
     return (f"{machine()}; onnxruntime {onnxruntime.__version__}; load {load_average()}; servers 1 worker x 1 thread "
             f"over HTTP (one client), ONNX Runtime in-process on one thread; {requests_per_round} requests x "
             f"{TEXTS_PER_REQUEST} mixed real texts per round, new every round, best of {rounds} alternating; "
             "fidelity against sentence-transformers fp32\n\n"
             + table(["engine", "real tokens/s", "min cos", "mean cos", "top-10 overlap"], rows)
-            + "\n\n" + "; ".join(ratios))
+            + "\n\n" + "\n\n".join(ratios))
+
+
+def _results(best: dict[str, float], quality: dict, modes: dict[str, str]) -> tuple[list[list], list[str]]:
+    """The table's rows (rate and fidelity of every engine) and issue 16's ratios, for batched and one-text requests."""
+    rows = []
+    for name, rate in best.items():
+        server = name.removesuffix(SINGLES)  # a server's fidelity and mode hold whatever its requests
+        label = name + (f" ({modes[server]})" if server in modes else "")
+        rows.append([label, round(rate)] + fidelity(quality[server]))
+    ratios = [f"{requests}: " + "; ".join(
+        f"QUANTIZE={quantize} / {ort}: **{best[f'server QUANTIZE={quantize}{suffix}'] / best[ort]:.2f}x**"
+        for quantize, ort in RATIOS) for requests, suffix in (("32 texts per request", ""), ("one text each", SINGLES))]
+    return rows, ratios
 
 
 def main() -> None:

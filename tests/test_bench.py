@@ -158,14 +158,15 @@ def test_the_startup_benchmark_sets_this_checkout_beside_a_base_commit(tiny_mode
 
 
 def test_the_onnx_benchmark_sets_both_servers_beside_onnx_runtime():
-    from bench.vs_onnx import RATIOS, run
+    from bench.vs_onnx import RATIOS, SINGLES, run
 
     report = run(rounds=1, requests_per_round=1)
     rows = {line.split("|")[1].strip(): line.split("|")[2:-1] for line in report.splitlines()
             if line.startswith("| ") and not line.startswith("| engine")}
-    assert {name.split(" (")[0] for name in rows} == {"server QUANTIZE=true", "server QUANTIZE=false", "ORT fp32",
-                                                       "ORT int8 per-channel QInt8"}
-    assert all(float(row[0]) > 0 for row in rows.values())  # every engine timed
+    servers = {"server QUANTIZE=true", "server QUANTIZE=false"}
+    assert {name.split(" (")[0] for name in rows} == servers | {f"{server}{SINGLES}" for server in servers} | {
+        "ORT fp32", "ORT int8 per-channel QInt8"}
+    assert all(float(row[0]) > 0 for row in rows.values())  # every engine timed, batched and one text per request
     fp32 = next(row for name, row in rows.items() if name.startswith("server QUANTIZE=false"))
     assert float(fp32[1]) > 0.9999  # the server's fp32 vectors, over HTTP, match sentence-transformers'
-    assert report.count("x**") == len(RATIOS)
+    assert report.count("x**") == 2 * len(RATIOS)  # issue 16's ratios for batched requests and for one text each
