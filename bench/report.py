@@ -72,8 +72,17 @@ def machine() -> str:
     model = fields.get("Model name", platform.processor())
     family = f"family {fields.get('CPU family', '?')} model {fields.get('Model', '?')}"
     return (f"{model} ({family}), {multiprocessing.cpu_count()} cores, {isa(cpu_flags())}, torch kernels "
-            f"{torch.backends.cpu.get_cpu_capability()}; Python {platform.python_version()}, "
+            f"{torch.backends.cpu.get_cpu_capability()}{emulation()}; Python {platform.python_version()}, "
             f"torch {torch.__version__}, {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}")
+
+
+def emulation() -> str:
+    """", emulating an older CPU with ..." naming the kernel caps set in the environment, or "" when none is."""
+    from embedding_app.config.settings import kernel_environment
+
+    caps = " ".join(f"{name}={value}" for name, value in kernel_environment().items() if value)
+    # ONEDNN_MAX_CPU_ISA and ATEN_CPU_CAPABILITY do not reach MKL, fbgemm or ONNX Runtime: their figures stay native.
+    return f", emulating an older CPU with {caps}" if caps else ""
 
 
 def load_average() -> str:

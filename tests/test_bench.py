@@ -115,6 +115,17 @@ def test_the_benchmark_names_the_cpus_instruction_sets(flags, expected):
     assert isa(flags) == expected
 
 
+def test_the_benchmark_says_when_it_emulates_an_older_cpu(monkeypatch):
+    from bench.report import emulation
+
+    for name in ("ONEDNN_MAX_CPU_ISA", "ATEN_CPU_CAPABILITY", "DNNL_MAX_CPU_ISA", "MKL_ENABLE_INSTRUCTIONS"):
+        monkeypatch.delenv(name, raising=False)
+    assert emulation() == ""
+    monkeypatch.setenv("ONEDNN_MAX_CPU_ISA", "AVX2")
+    monkeypatch.setenv("ATEN_CPU_CAPABILITY", "avx2")
+    assert emulation() == ", emulating an older CPU with ONEDNN_MAX_CPU_ISA=AVX2 ATEN_CPU_CAPABILITY=avx2"
+
+
 def test_a_benchmarks_extra_environment_is_key_value_items_and_names_a_bad_one():
     from bench.report import environment
 
