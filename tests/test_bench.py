@@ -153,7 +153,7 @@ def test_what_to_expect_runs_the_default_server_for_each_client_count_beside_a_t
     report = run(requests_count=3, clients=[1, 2], rounds=1, env={"ONEDNN_PRIMITIVE_CACHE_CAPACITY": "64"})
     assert "QUANTIZE=true -> " in report and "| 1 client |" in report and "| 2 clients |" in report
     assert "tuned: {'ONEDNN_PRIMITIVE_CACHE_CAPACITY': '64'}; worker RSS MB after the runs: default " in report
-    cells = [line.split("|")[2:-1] for line in report.splitlines() if line.startswith("| 1 client")][0]
+    cells = next(line.split("|")[2:-1] for line in report.splitlines() if line.startswith("| 1 client"))
     assert len(cells) == 6 and all(float(cell) > 0 for cell in cells)  # both servers answered both kinds; ratios
 
 
