@@ -170,6 +170,17 @@ def test_a_corrupt_cache_file_is_ignored(tmp_path):
     assert json.loads((tmp_path / "kernel-choices.json").read_text())["key"]["mode"] == "fp32"
 
 
+def test_the_cache_file_keeps_only_the_newest_choices(tmp_path, monkeypatch):
+    monkeypatch.setattr("embedding_app.inference.choice_cache.MAX_ENTRIES", 3)
+    cache = ChoiceCache(str(tmp_path))
+    for key in ("a", "b", "c", "d"):
+        cache.put(key, Choice("fp32"))
+    cache.put("b", Choice("bf16"))  # written again: now the newest
+    cache.put("e", Choice("fp32"))
+    assert list(json.loads((tmp_path / "kernel-choices.json").read_text())) == ["d", "b", "e"]
+    assert cache.get("b").mode == "bf16" and cache.get("a") is None and cache.get("c") is None
+
+
 @pytest.fixture(scope="module")
 def measured_server(output_dir, tiny_model_dir, tmp_path_factory):
     """Two workers on the tiny model with QUANTIZE=true and an empty choice cache: the first one probes."""

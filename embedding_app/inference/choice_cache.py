@@ -28,6 +28,9 @@ log = logging.getLogger(__name__)
 # a faster int8 layer, must probe again rather than keep an answer measured on other code.
 CODE = Path(__file__).parent
 LOCK_WAIT = 60  # seconds a worker waits for another one's probe before probing without the cache
+# Every upgrade, model, thread count and CPU adds an entry, and every start reads the whole file: keep the newest ones
+# (each is a few kB, mostly int8's outlier columns), enough for many models and settings on one machine.
+MAX_ENTRIES = 64
 WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth")
 
 
@@ -130,7 +133,9 @@ class ChoiceCache:
         if self.path is None:
             return
         entries = self._entries()
+        entries.pop(key, None)  # re-inserted last: the newest entries are the ones kept
         entries[key] = {name: value for name, value in asdict(choice).items() if name != "cached"}
+        entries = dict(list(entries.items())[-MAX_ENTRIES:])
         try:
             with tempfile.NamedTemporaryFile("w", dir=self.directory, delete=False, suffix=".tmp") as out:
                 json.dump(entries, out, indent=1)
