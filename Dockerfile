@@ -1,12 +1,14 @@
 # The embedding server on CPU: gunicorn sync workers, CPU-only torch, all-MiniLM-L6-v2 built in.
 FROM python:3.11-slim
 
+# KERNEL_CACHE_DIR beside the models: with compose's volume, only the first start on a CPU pays the mode probe (seconds).
 ENV PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1 \
     PIP_NO_CACHE_DIR=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1 \
     HF_HOME=/models/huggingface \
-    HF_HUB_DISABLE_PROGRESS_BARS=1
+    HF_HUB_DISABLE_PROGRESS_BARS=1 \
+    KERNEL_CACHE_DIR=/models/kernel-choices
 # A container is reached through its network interface; bare gunicorn listens on localhost only.
 ENV EMBEDDING_SERVER_HOST=0.0.0.0
 

@@ -29,7 +29,7 @@ from .test_metrics import scrape
 
 def fake_times(winner: str):
     """A best_times that times nothing and reports `winner` (a kernel or mode name) as the fastest."""
-    return lambda calls, rounds=0: {name: 1.0 if name == winner else 2.0 for name in calls}
+    return lambda calls, rounds=0, warm_up=True: {name: 1.0 if name == winner else 2.0 for name in calls}
 
 
 def layers() -> list:
@@ -77,6 +77,22 @@ def test_a_slow_candidate_is_not_timed_again():
 
     times = kernel_choice.best_times({"fast": call("fast", 0.001), "slow": call("slow", 0.2)}, rounds=3)
     assert calls == {"fast": 5, "slow": 2} and times["slow"] > times["fast"]  # a warm-up call each, untimed
+    kernel_choice.best_times({"fast": call("fast", 0.001), "slow": call("slow", 0.2)}, rounds=3, warm_up=False)
+    assert calls == {"fast": 9, "slow": 3}
+
+
+def test_the_mode_probe_sends_queries_one_by_one_and_a_large_batch(tiny_source):
+    engine = loader.load_engine(tiny_source, Settings(kernel_cache_dir=""), "fp32")
+    sizes = []
+    embed = engine.embed
+    engine.embed = lambda sequences: sizes.append(len(sequences)) or embed(sequences)
+    run, tokens = loader.probe(engine)
+    vectors = run()
+    texts = len(kernel_choice.PROBE_TEXTS)
+    assert sizes == [1] * texts + [texts * kernel_choice.PROBE_COPIES] and len(vectors) == sizes[-1]
+    warm_up, rows = loader.probe(engine, traffic=False)
+    warm_up()
+    assert sizes[-1] == texts and tokens == (kernel_choice.PROBE_COPIES + 1) * rows
 
 
 @pytest.mark.parametrize("winner", candidates("true")[0])

@@ -18,6 +18,7 @@ from .choice_cache import ChoiceCache, cache_key, weights_stamp
 from .embedder import Embedder
 from .encoder import Encoder, ModelInfo
 from .kernel_choice import (
+    PROBE_COPIES,
     PROBE_TEXTS,
     Choice,
     choose_kernels,
@@ -90,27 +91,34 @@ class EngineBuilder:
         return engine
 
 
-def probe(engine: Encoder) -> tuple[Callable[[], np.ndarray], int]:
-    """A call that runs the probe texts through the engine (vectors, or each text paired with the next), and
-    how many tokens it computes."""
+def probe(engine: Encoder, traffic: bool = True) -> tuple[Callable[[], np.ndarray], int]:
+    """A call that runs the probe texts through the engine (vectors, or each text paired with the next), and how
+    many tokens it computes; traffic: as embedding traffic comes (else once, as one batch: a warm-up)."""
     texts = engine.tokenize(PROBE_TEXTS)
     if isinstance(engine, Reranker):
         pairs = [engine.pairs(text, [texts[(i + 1) % len(texts)]], truncate=True)[0][0] for i, text in enumerate(texts)]
         return (lambda: engine.score(pairs)), sum(len(ids) for ids, _ in pairs)
     sequences = engine.add_special_tokens(texts, truncate=True)[0]
-    return (lambda: engine.embed(sequences)), sum(map(len, sequences))
+    batch = sequences * (PROBE_COPIES if traffic else 1)
+
+    def run() -> np.ndarray:
+        for sequence in sequences if traffic else ():  # queries: a new row count per call, kernels built again
+            engine.embed([sequence])
+        return engine.embed(batch)
+    return run, sum(map(len, batch)) + (sum(map(len, sequences)) if traffic else 0)
 
 
 def _measure(build: EngineBuilder, modes: tuple[str, ...], forced: str | None) -> tuple[Encoder, Choice]:
     """Build every candidate mode, choose each one's kernels, time them on the probe and keep the winner."""
     engines = {mode: build(mode) for mode in modes}
     runs = {mode: probe(engine) for mode, engine in engines.items()}
-    rows = next(iter(runs.values()))[1]
+    tokens = next(iter(runs.values()))[1]
+    rows = probe(next(iter(engines.values())), traffic=False)[1]  # one batch: the shapes kernels are chosen on
     kernels = {mode: choose_kernels(engine.linears(), rows) for mode, engine in engines.items()}
-    timed = measure_modes({mode: run for mode, (run, _) in runs.items()}, rows) if len(modes) > 1 else ({}, {})
+    for engine in engines.values():  # one-off set-up (the int8 loop's compiled code, MKL buffers) is no mode's speed
+        probe(engine, traffic=False)[0]()
+    timed = measure_modes({mode: run for mode, (run, _) in runs.items()}, tokens) if len(modes) > 1 else ({}, {})
     mode = pick(*timed, forced) if timed[0] else modes[0]
-    if not timed[0]:
-        runs[mode][0]()  # the first forward pays one-off kernel set-up (a timed mode has run it already)
     return engines[mode], Choice(mode, kernels[mode], *timed, threads=torch.get_num_threads(),
                                  outliers=getattr(engines[mode].model, "int8_outlier_columns", {}))
 
@@ -142,7 +150,7 @@ def load_engine(source: ModelSource, settings: Settings, quantize: str) -> Encod
     if engine is None:
         engine = EngineBuilder(source, settings, tokenizer, model, copies=False)(choice.mode, choice.outliers)
         use_kernels(engine.linears(), choice.kernels)
-        probe(engine)[0]()  # the first forward pays one-off kernel set-up
+        probe(engine, traffic=False)[0]()  # the first forward pays one-off kernel set-up
     engine.choice = choice
     _log_choice(engine, source, quantize, time.perf_counter() - started)
     return engine
