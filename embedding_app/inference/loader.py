@@ -92,8 +92,7 @@ class EngineBuilder:
 
 
 def probe(engine: Encoder, traffic: bool = True) -> tuple[Callable[[], np.ndarray], int]:
-    """A call that runs the probe texts through the engine (vectors, or each text paired with the next), and how
-    many tokens it computes; traffic: as embedding traffic comes (else once, as one batch: a warm-up)."""
+    """A call running the probe texts as traffic comes (else once, one batch: a warm-up), and the tokens it computes."""
     texts = engine.tokenize(PROBE_TEXTS)
     if isinstance(engine, Reranker):
         pairs = [engine.pairs(text, [texts[(i + 1) % len(texts)]], truncate=True)[0][0] for i, text in enumerate(texts)]
