@@ -119,13 +119,16 @@ def agreement(outputs: np.ndarray, reference: np.ndarray) -> float:
     return float((dots / norms.clip(min=1e-12)).min())
 
 
-def measure_modes(runs: dict[str, Callable[[], np.ndarray]], tokens: int) -> tuple[dict[str, float], dict[str, float]]:
-    """Probe tokens/s of each mode's run, and its agreement with fp32's outputs (1.0 for fp32 itself)."""
-    times = best_times(runs, MODE_ROUNDS, warm_up=False)  # the caller warmed each mode up on a lighter call
+def measure_modes(runs: dict[str, Callable[[], object]], tokens: int,
+                  checks: dict[str, Callable[[], np.ndarray]]) -> tuple[dict[str, float], dict[str, float]]:
+    """Probe tokens/s of each mode's run, and the agreement of its check's outputs with fp32's (1.0 for fp32)."""
+    for check in checks.values():  # one-off set-up (the int8 loop's compiled code, MKL buffers) is no mode's speed
+        check()
+    times = best_times(runs, MODE_ROUNDS, warm_up=False)
     speeds = {mode: tokens / seconds for mode, seconds in times.items()}
-    reference = runs["fp32"]() if "fp32" in runs else None
-    fidelity = {mode: 1.0 if reference is None or mode == "fp32" else agreement(run(), reference)
-                for mode, run in runs.items()}
+    reference = checks["fp32"]() if "fp32" in checks else None
+    fidelity = {mode: 1.0 if reference is None or mode == "fp32" else agreement(check(), reference)
+                for mode, check in checks.items()}
     return speeds, fidelity
 
 

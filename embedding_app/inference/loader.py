@@ -111,12 +111,15 @@ def _measure(build: EngineBuilder, modes: tuple[str, ...], forced: str | None) -
     """Build every candidate mode, choose each one's kernels, time them on the probe and keep the winner."""
     engines = {mode: build(mode) for mode in modes}
     runs = {mode: probe(engine) for mode, engine in engines.items()}
-    tokens = next(iter(runs.values()))[1]
-    rows = probe(next(iter(engines.values())), traffic=False)[1]  # one batch: the shapes kernels are chosen on
+    batches = {mode: probe(engine, traffic=False) for mode, engine in engines.items()}  # lighter: for fidelity
+    tokens, rows = next(iter(runs.values()))[1], next(iter(batches.values()))[1]
     kernels = {mode: choose_kernels(engine.linears(), rows) for mode, engine in engines.items()}
-    for engine in engines.values():  # one-off set-up (the int8 loop's compiled code, MKL buffers) is no mode's speed
-        probe(engine, traffic=False)[0]()
-    timed = measure_modes({mode: run for mode, (run, _) in runs.items()}, tokens) if len(modes) > 1 else ({}, {})
+    checks = {mode: check for mode, (check, _) in batches.items()}
+    if len(modes) > 1:
+        timed = measure_modes({mode: run for mode, (run, _) in runs.items()}, tokens, checks)
+    else:
+        timed = {}, {}
+        checks[modes[0]]()  # the first forward pays one-off kernel set-up
     mode = pick(*timed, forced) if timed[0] else modes[0]
     return engines[mode], Choice(mode, kernels[mode], *timed, threads=torch.get_num_threads(),
                                  outliers=getattr(engines[mode].model, "int8_outlier_columns", {}))
