@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import socket
+import time
 
 import pytest
 
@@ -104,3 +105,65 @@ def test_the_worker_survives_and_logs_no_tracebacks(server):
     status, _, _ = exchange(server.port, b"GET /health HTTP/1.1\r\n" + HOST + b"\r\n")
     assert status == 200
     assert "Traceback" not in server.log() and " 500 " not in server.log()
+
+
+def answer_of(sock: socket.socket) -> bytes:
+    """One whole HTTP answer read from sock (its head and Content-Length bytes of body), leaving the socket open."""
+    answer = b""
+    while b"\r\n\r\n" not in answer:
+        answer += sock.recv(65536)
+    head, _, body = answer.partition(b"\r\n\r\n")
+    length = int(next(line.split(b":")[1] for line in head.split(b"\r\n") if line.lower().startswith(b"content-length")))
+    while len(body) < length:
+        body += sock.recv(65536)
+    return head + b"\r\n\r\n" + body
+
+
+def test_a_client_keeping_its_socket_open_after_the_answer_does_not_hold_the_worker(server):
+    # gunicorn 27 waited up to 2 s for each such client's FIN before taking the next request: five in a row on one
+    # worker took 8 s. The worker now closes at once when the request was read whole.
+    held, started = [], time.monotonic()
+    try:
+        for _ in range(5):
+            sock = socket.create_connection(("127.0.0.1", server.port), timeout=30)
+            held.append(sock)
+            sock.sendall(post())
+            assert answer_of(sock).startswith(b"HTTP/1.1 200")
+        assert time.monotonic() - started < 5
+    finally:
+        for sock in held:
+            sock.close()
+
+
+def test_a_request_counts_as_read_whole_only_once_its_body_was_read_to_the_end():
+    # Only then does the worker close at once; otherwise the unread body would meet the close with a reset (which can
+    # destroy the answer before the client reads it), so gunicorn's lingering close stays for those.
+    from gunicorn.config import Config
+    from gunicorn.http.parser import RequestParser
+
+    from embedding_app.serving.worker import read_whole
+
+    for data, body_read_first, expected in ((post(), False, False), (post(), True, True),
+                                            (b"GET /health HTTP/1.1\r\n" + HOST + b"\r\n", False, True),
+                                            (chunked(b"%x\r\n" % len(BODY) + BODY + b"\r\n0\r\n\r\n"), True, False)):
+        ours, theirs = socket.socketpair()
+        with ours, theirs:
+            theirs.sendall(data)
+            request = next(RequestParser(Config(), ours, ("127.0.0.1", 1)))
+            if body_read_first:
+                request.body.read()
+            assert read_whole(request) is expected, data[:40]
+    assert not read_whole(None)  # a request that never parsed
+
+
+def test_unread_data_sees_bytes_the_peer_sent_and_nothing_else():
+    from embedding_app.serving.worker import unread_data
+
+    ours, theirs = socket.socketpair()
+    with ours, theirs:
+        assert not unread_data(ours)
+        theirs.sendall(b"GET / HTTP/1.1\r\n")
+        assert unread_data(ours) and unread_data(ours)  # peeked, not consumed
+        ours.recv(64)
+        theirs.close()
+        assert not unread_data(ours)  # the peer's close is no data
