@@ -81,8 +81,9 @@ def emulation() -> str:
     from embedding_app.config.settings import kernel_environment
 
     caps = " ".join(f"{name}={value}" for name, value in kernel_environment().items() if value)
-    # ONEDNN_MAX_CPU_ISA and ATEN_CPU_CAPABILITY do not reach MKL, fbgemm or ONNX Runtime: their figures stay native.
-    return f", emulating an older CPU with {caps}" if caps else ""
+    # Each cap reaches its own library only; ONNX Runtime has none, and runs native unless bench.cpuid_mask masked it.
+    masked = " and ONNX Runtime's CPUID masked to AVX2 (bench.cpuid_mask)" if os.environ.get("CPUID_MASK") else ""
+    return f", emulating an older CPU with {caps}{masked}" if caps else ""
 
 
 def load_average() -> str:

@@ -1,6 +1,12 @@
 """The benchmark's pure parts: /metrics arithmetic, the model's FLOP count, the temporary worktree of a commit."""
 
+import json
+import os
+import platform
+import shutil
 import subprocess
+import sys
+from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
@@ -15,6 +21,7 @@ from bench.roofline import (
 )
 from bench.scrape import Work, parse_work
 from bench.servers import load_rows, parse_config
+from embedding_app.config.settings import KERNEL_ENV
 
 METRICS = """# HELP embedding_inputs_total Inputs embedded
 # TYPE embedding_inputs_total counter
@@ -118,12 +125,50 @@ def test_the_benchmark_names_the_cpus_instruction_sets(flags, expected):
 def test_the_benchmark_says_when_it_emulates_an_older_cpu(monkeypatch):
     from bench.report import emulation
 
-    for name in ("ONEDNN_MAX_CPU_ISA", "ATEN_CPU_CAPABILITY", "DNNL_MAX_CPU_ISA", "MKL_ENABLE_INSTRUCTIONS"):
+    for name in KERNEL_ENV:
         monkeypatch.delenv(name, raising=False)
     assert emulation() == ""
     monkeypatch.setenv("ONEDNN_MAX_CPU_ISA", "AVX2")
     monkeypatch.setenv("ATEN_CPU_CAPABILITY", "avx2")
     assert emulation() == ", emulating an older CPU with ONEDNN_MAX_CPU_ISA=AVX2 ATEN_CPU_CAPABILITY=avx2"
+    monkeypatch.setenv("CPUID_MASK", "avx2")
+    assert emulation().endswith(" and ONNX Runtime's CPUID masked to AVX2 (bench.cpuid_mask)")
+
+
+LEAF7 = """
+#include <cpuid.h>
+unsigned leaf7(int reg) { unsigned r[4]; __cpuid_count(7, 0, r[0], r[1], r[2], r[3]); return r[reg]; }
+unsigned leaf7_1_eax(void) { unsigned a, b, c, d; __cpuid_count(7, 1, a, b, c, d); return a; }
+"""
+ASK = """
+import ctypes, json, sys
+lib = ctypes.CDLL(sys.argv[1])
+lib.leaf7.restype = lib.leaf7_1_eax.restype = ctypes.c_uint
+print(json.dumps([lib.leaf7(1), lib.leaf7(2), lib.leaf7(3), lib.leaf7_1_eax()]))
+"""
+
+
+@pytest.mark.skipif(platform.machine() != "x86_64" or not (shutil.which("gcc") and shutil.which("objdump")),
+                    reason="bench.cpuid_mask needs x86-64, gcc and objdump")
+def test_the_cpuid_mask_hides_avx512_vnni_and_bf16_and_keeps_the_rest(tmp_path):
+    from bench.cpuid_mask import CPUID, UD0, patch, prepare
+
+    source, library = tmp_path / "leaf7.c", tmp_path / "leaf7.so"
+    source.write_text(LEAF7)
+    subprocess.run(["gcc", "-O1", "-shared", "-fPIC", "-o", str(library), str(source)], check=True)
+    ask = [sys.executable, "-c", ASK, str(library)]
+    real = json.loads(subprocess.run(ask, capture_output=True, text=True, check=True).stdout)
+    assert patch(library) == 2 and CPUID not in library.read_bytes() and UD0 in library.read_bytes()
+    env = {**os.environ, **prepare(tmp_path / "mask")}
+    masked = json.loads(subprocess.run(ask, capture_output=True, text=True, check=True, env=env).stdout)
+    ebx, ecx, edx, eax_1 = masked
+    assert ebx == real[0] & ~(1 << 16 | 1 << 17 | 1 << 21 | 1 << 26 | 1 << 27 | 1 << 28 | 1 << 30 | 1 << 31)
+    assert ebx & (1 << 5) == real[0] & (1 << 5)  # AVX2 as the CPU has it
+    assert ecx == real[1] & ~(1 << 1 | 1 << 6 | 1 << 11 | 1 << 12 | 1 << 14)
+    assert edx == real[2] & ~(1 << 2 | 1 << 3 | 1 << 8 | 1 << 22 | 1 << 23 | 1 << 24 | 1 << 25)
+    assert eax_1 == real[3] & ~(1 << 4 | 1 << 5 | 1 << 23)  # no AVX-VNNI, AVX512-BF16 or AVX-IFMA
+    assert (Path(env["PYTHONPATH"].split(os.pathsep)[0]) / "onnxruntime").is_dir()
+    assert env["ONEDNN_MAX_CPU_ISA"] == "AVX2" and env["FBGEMM_ENABLE_INSTRUCTIONS"] == "AVX2"
 
 
 def test_a_benchmarks_extra_environment_is_key_value_items_and_names_a_bad_one():
