@@ -33,8 +33,8 @@ def cpuid_offsets(library: Path) -> list[int]:
     """File offsets of every CPUID instruction in the library's executable sections."""
     sections = subprocess.run(["objdump", "-h", str(library)], capture_output=True, text=True, check=True).stdout
     # "idx name size vma lma file-offset align", e.g. " 11 .text 01bc8a24 00000000000eb5c0 ... 000eb5c0 2**6"
-    places = {name: (int(vma, 16), int(offset, 16)) for name, vma, offset in
-              re.findall(r"^\s*\d+\s+(\S+)\s+[0-9a-f]+\s+([0-9a-f]+)\s+[0-9a-f]+\s+([0-9a-f]+)", sections, re.MULTILINE)}
+    row = r"^\s*\d+\s+(\S+)\s+[0-9a-f]+\s+([0-9a-f]+)\s+[0-9a-f]+\s+([0-9a-f]+)"
+    places = {name: (int(vma, 16), int(offset, 16)) for name, vma, offset in re.findall(row, sections, re.MULTILINE)}
     listing = subprocess.run(["objdump", "-d", "--no-show-raw-insn", str(library)], capture_output=True, text=True,
                              check=True).stdout
     offsets, section = [], None
