@@ -3,10 +3,10 @@
 Two tables: GOP/s of every int8 / fp32 / bf16 kernel on the model's GEMM shapes, and real tokens/s of whole
 engines on 12 requests x 32 mixed real texts (tests/data/texts.json), timed alternately, best of `rounds`, with
 their fidelity to fp32. Rates are per CPU-second of the one thread (process CPU time), so other processes on a
-shared machine hardly move them. Like a server worker, it first fixes glibc's mmap threshold at 1 MiB and backs
+shared machine hardly move them. Like a server worker, it first fixes glibc's mmap threshold (16 MiB) and backs
 those mappings with transparent huge pages where glibc and the kernel allow (embedding_app/runtime/allocator.py), so
-every large tensor torch allocates is fresh pages, as in the server (report.as_a_worker); --default-malloc leaves glibc's defaults (ONNX Runtime has its own arena either way). ONEDNN_MAX_CPU_ISA=AVX2 in the environment emulates an AVX2-only CPU for
-oneDNN's kernels (not MKL's, fbgemm's or ONNX Runtime's).
+torch allocates as in the server (report.as_a_worker); --default-malloc leaves glibc's defaults (ONNX Runtime has its
+own arena either way). Run under `python -m bench.cpuid_mask --` to compare every engine on AVX2 code.
 """
 
 from __future__ import annotations
@@ -159,7 +159,7 @@ def main() -> None:
     """Print both tables (--gemm-only: the kernel table alone; --e2e-only: the engines alone)."""
     from .report import as_a_worker
 
-    if "--default-malloc" not in sys.argv:  # as a server worker does: tensors >= 1 MiB on transparent huge pages
+    if "--default-malloc" not in sys.argv:  # as a server worker does: tensors >= 16 MiB on transparent huge pages
         as_a_worker()
     if "--e2e-only" not in sys.argv:
         print(gemm_table(), flush=True)

@@ -28,7 +28,7 @@ def in_fresh_process(function, *args):
 
 
 def as_a_worker() -> None:
-    """Set this process's memory up as a server worker's (huge pages for tensors >= 1 MiB, small oneDNN caches),
+    """Set this process's memory up as a server worker's (huge pages for tensors >= 16 MiB, small oneDNN caches),
     restarting it once where glibc must read the huge-pages tunable at start-up (as the gunicorn master does)."""
     import sys
 

@@ -9,10 +9,15 @@ import os
 # Measured (BENCHMARKS.md, "Worker memory"): with the defaults a bf16 worker grew 454 -> 1389 MB over 120 random
 # requests, because oneDNN keeps compiled kernels per shape (primitive cache and ideep's LRU cache, 1024 entries
 # each) and glibc's dynamic mmap threshold moves large freed tensors onto a heap that fragments. Small caches
-# and a fixed threshold kept it at 456-459 MB with no measurable loss of speed.
+# and a fixed threshold keep it flat.
 ONEDNN_CACHES = {"ONEDNN_PRIMITIVE_CACHE_CAPACITY": "16", "LRU_CACHE_CAPACITY": "16"}
 M_TRIM_THRESHOLD, M_MMAP_THRESHOLD = -1, -3  # glibc <malloc.h>
-MMAP_THRESHOLD = 1 << 20  # tensors of 1 MiB or more get their own mapping, returned to the OS when freed
+# Tensors under 16 MiB (a 2600-token batch's largest activation) are reused from the heap; larger ones get their own
+# mapping, returned when freed. Every fresh mapping is zeroed by the kernel at first touch: at 1 MiB a forward of 32
+# texts had ~290 MB of them, and 16 MiB served 9-21 % more texts/s on batched requests (bf16 and AVX2 int8), at
+# 10-25 MB more RSS after the runs and a plateau 60-130 MB higher under random requests of up to 64 texts, level over
+# time (BENCHMARKS.md, "Heap reuse").
+MMAP_THRESHOLD = 16 << 20
 
 
 def limit_onednn_caches() -> None:
@@ -34,7 +39,7 @@ def limit_worker_caches() -> bool:
     return bool(mallopt(M_MMAP_THRESHOLD, MMAP_THRESHOLD)) and bool(mallopt(M_TRIM_THRESHOLD, MMAP_THRESHOLD))
 
 
-# Every tensor of 1 MiB or more is a fresh mapping, so each forward pays page faults on 4 KiB pages. Backed by
+# Every tensor above the threshold is a fresh mapping, so each forward pays page faults on 4 KiB pages. Backed by
 # transparent huge pages (glibc >= 2.35 madvises its mappings with this tunable) the same runs went, in-process on
 # one Zen 5 core: fp32 5957 -> 7374 tokens/s, bf16 9777 -> 11138, int8 7095 -> 9448 (BENCHMARKS.md). glibc reads
 # tunables once, when a process starts: the gunicorn master re-executes itself with it, and its workers inherit it.
