@@ -57,8 +57,7 @@ def exit_with_the_master() -> None:
 
 
 class JsonErrorSyncWorker(SyncWorker):
-    """A sync worker whose own errors (bad request line, 431, 414, bad framing) are JSON, not HTML, and that closes a
-    connection at once when its request was read whole."""
+    """A sync worker whose own errors (431, 414, bad framing...) are JSON, closing read-whole requests at once."""
 
     request_read_whole = False  # set per request by handle_request: its body was read to the end
 
