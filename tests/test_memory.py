@@ -8,6 +8,11 @@ from harness.server import GunicornServer, rss_mb, wait_until
 WARM_UP = 30
 MEASURED = 90
 MAX_GROWTH = 1.10
+# The heap keeps the freed tensors under allocator.MMAP_THRESHOLD for the next forward, so RSS rises to a plateau set by
+# the largest batch seen, which can come after the warm-up: measured up to 70 MB after request 30 (int8, AVX2 code),
+# 60-130 MB above the 1 MiB threshold's level in all. Allowed once; a leak of the old kind (30-50 MB every 10
+# requests) still fails by hundreds of MB.
+HEAP_PLATEAU_MB = 100
 
 
 def test_worker_rss_stays_flat_under_varied_requests(output_dir):
@@ -21,4 +26,5 @@ def test_worker_rss_stays_flat_under_varied_requests(output_dir):
     print(f"\nRSS MB after {WARM_UP} requests {before}, after {WARM_UP + MEASURED}: {after}")
     assert soak.failures == []
     for pid in pids:
-        assert after[pid] <= MAX_GROWTH * before[pid], f"worker {pid} grew from {before[pid]:.0f} to {after[pid]:.0f} MB"
+        limit = MAX_GROWTH * before[pid] + HEAP_PLATEAU_MB
+        assert after[pid] <= limit, f"worker {pid} grew from {before[pid]:.0f} to {after[pid]:.0f} MB"
