@@ -3,7 +3,7 @@
     python -m bench.choice [--threads 1] [--rounds 3] [--requests 12]
 
 Each variant is the default model loaded in one faithful mode with every matrix multiplication forced onto one
-kernel (pre-packed oneDNN or F.linear); all run the same requests of 32 mixed real texts, alternating, best of
+kernel (pre-packed oneDNN with its GELU fused or apart, or F.linear); all run the same requests of 32 mixed real texts, alternating, best of
 rounds, new requests every round, in a process set up as a server worker (huge pages, small oneDNN caches). The
 chosen configuration should be within a few per cent of the fastest.
 """
@@ -19,26 +19,27 @@ TEXTS_PER_REQUEST = 32
 
 
 def _variants(source, modes: tuple[str, ...]) -> dict[str, object]:
-    """Every faithful mode with all-oneDNN and all-F.linear matrix multiplications where it has that choice (int8
-    layers run their own kernel: one variant)."""
+    """Every faithful mode with all-oneDNN (GELU fused, then apart) and all-F.linear matrix multiplications where it
+    has that choice (int8 layers run their own kernel: one variant)."""
     from embedding_app.config.settings import Settings
     from embedding_app.inference.kernel_choice import use_kernels
     from embedding_app.inference.loader import EngineBuilder, read_model
-    from embedding_app.inference.prepacked_linear import PrepackedLinear
+    from embedding_app.inference.prepacked_linear import F_LINEAR, GELU_APART, ONEDNN, PrepackedLinear
 
     settings = Settings()
     build = EngineBuilder(source, settings, *read_model(source, settings), copies=True)
     variants = {}
     for mode in modes:
-        for kernel in ("onednn", "F.linear"):
+        for kernel in (ONEDNN, GELU_APART, F_LINEAR):
             embedder = build(mode)  # every layer that oneDNN can pre-pack here is pre-packed: nothing chosen yet
             layers = [layer for layer in embedder.linears() if isinstance(layer, PrepackedLinear)]
             if not layers:
                 variants[mode] = embedder
                 break
-            if kernel == "onednn" and any(not layer.prepacked for layer in layers):
+            if kernel != F_LINEAR and any(not layer.prepacked for layer in layers):
                 continue  # oneDNN cannot pre-pack this mode on this CPU
-            use_kernels(layers, {layer.shape: kernel for layer in layers})
+            # GELU apart where a layer has a GELU, fused oneDNN elsewhere
+            use_kernels(layers, {layer.shape: kernel if kernel in layer.candidates() else ONEDNN for layer in layers})
             variants[f"{mode}, {kernel}"] = embedder
     return variants
 

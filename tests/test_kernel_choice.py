@@ -17,7 +17,7 @@ from embedding_app.config.settings import Settings
 from embedding_app.inference import kernel_choice, loader
 from embedding_app.inference.choice_cache import ChoiceCache, cache_key
 from embedding_app.inference.kernel_choice import Choice, choose_kernels, pick
-from embedding_app.inference.prepacked_linear import fastest_linear
+from embedding_app.inference.prepacked_linear import F_LINEAR, GELU_APART, ONEDNN, fastest_linear
 from embedding_app.inference.quantize import candidates
 from embedding_app.runtime import registry, thread_budget
 from embedding_app.runtime.loading import load_models
@@ -39,16 +39,35 @@ def layers() -> list:
 
 
 @pytest.mark.skipif(not torch.backends.mkldnn.is_available(), reason="torch built without oneDNN")
-@pytest.mark.parametrize("winner", ["onednn", "F.linear"])
+@pytest.mark.parametrize("winner", [ONEDNN, GELU_APART, F_LINEAR])
 def test_each_shape_keeps_the_kernel_measured_faster(monkeypatch, winner):
     monkeypatch.setattr(kernel_choice, "best_times", fake_times(winner))
     chosen = layers()
     kernels = choose_kernels(chosen, rows=32)
-    assert kernels == {"float32 64x96 +gelu": winner, "float32 96x64": winner}
-    assert all(layer.prepacked == (winner == "onednn") for layer in chosen)
+    # A layer without GELU has no "GELU apart" kernel: of its equally timed ones, the first (oneDNN) stays.
+    assert kernels == {"float32 64x96 +gelu": winner, "float32 96x64": ONEDNN if winner == GELU_APART else winner}
+    assert all(layer.prepacked == (winner != F_LINEAR) for layer in chosen)
     states = torch.randn(5, 64)
     with torch.inference_mode():  # whichever kernel runs, the layer computes the same thing
         assert torch.allclose(chosen[0](states), chosen[0].reference(states), atol=1e-5)
+        assert torch.allclose(chosen[2](chosen[0](states)), chosen[2].reference(chosen[0](states)), atol=1e-5)
+
+
+@pytest.mark.skipif(not torch.backends.mkldnn.is_available(), reason="torch built without oneDNN")
+@pytest.mark.parametrize("approximate", ["none", "tanh"])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_every_kernel_of_a_gelu_layer_computes_the_same(approximate, dtype):
+    torch.manual_seed(0)
+    layer = fastest_linear(nn.Linear(64, 96).to(dtype), approximate)
+    states = (torch.randn(37, 64) * 3).to(dtype)  # GELU's curved part and both tails
+    with torch.inference_mode():
+        expected = layer.reference(states).float()
+        outputs = {name: kernel(states).float() for name, kernel in layer.candidates().items()}
+    if layer.prepacked:  # oneDNN here (bf16 too where the CPU runs it): all three kernels
+        assert list(outputs) == [ONEDNN, GELU_APART, F_LINEAR]
+    tolerance = 1e-5 if dtype == torch.float32 else 3e-2
+    for name, output in outputs.items():
+        assert (output - expected).abs().max() <= tolerance * expected.abs().max(), name
 
 
 def test_the_fastest_faithful_mode_wins():

@@ -18,8 +18,9 @@ class Compute(BaseModel):
     """How this CPU runs the model: the mode and kernels the workers measured fastest at load."""
 
     mode: str = Field(description="fp32, bf16 or an int8 mode (QUANTIZE=true: the fastest faithful one here)")
-    kernels: dict[str, str] = Field(description="Matrix multiplication shape -> kernel: onednn or F.linear where "
-                                                "timed, else what the layer runs (int8)")
+    kernels: dict[str, str] = Field(description="Matrix multiplication shape -> kernel: onednn, onednn then gelu "
+                                                "(GELU as a pass of its own) or F.linear where timed, else what the "
+                                                "layer runs (int8)")
     probe: dict[str, ProbeResult] = Field(description="Each timed mode's probe figures (empty: one mode, untimed)")
     cached: bool = Field(description="The figures come from an earlier start's probe (KERNEL_CACHE_DIR)")
 

@@ -7,6 +7,7 @@ emulated. So each worker times the candidates on the model's own shapes and a re
 
 from __future__ import annotations
 
+import functools
 import logging
 import time
 from collections.abc import Callable
@@ -43,7 +44,7 @@ class Choice:
     """What the worker runs and why: the mode, each matrix multiplication's kernel, the probe's figures."""
 
     mode: str
-    kernels: dict[str, str] = field(default_factory=dict)  # layer shape -> "onednn" or "F.linear"
+    kernels: dict[str, str] = field(default_factory=dict)  # layer shape -> a PrepackedLinear kernel name, or int8's
     tokens_per_second: dict[str, float] = field(default_factory=dict)  # mode -> probe tokens/s (measured)
     min_cosine: dict[str, float] = field(default_factory=dict)  # mode -> probe's agreement with fp32 (agreement())
     threads: int = 0  # the torch threads the probe ran at (0: not recorded)
@@ -84,7 +85,8 @@ def _seconds(call: Callable[[], object]) -> float:
 
 
 def choose_kernels(layers: list, rows: int) -> dict[str, str]:
-    """For each distinct shape, keep the faster of pre-packed oneDNN and F.linear on rows x in_features inputs."""
+    """For each distinct shape, keep the fastest of its layers' kernels (PrepackedLinear.candidates) on rows x
+    in_features inputs."""
     groups: dict[str, list] = {}
     kernels = {layer.shape: layer.kernel for layer in layers if layer.kernel}  # fixed ones (int8), for the record
     for layer in layers:
@@ -98,18 +100,18 @@ def choose_kernels(layers: list, rows: int) -> dict[str, str]:
 
 
 def _kernel_times(layer, rows: int) -> dict[str, float]:
-    """Best seconds of the layer's pre-packed oneDNN and F.linear kernels on a rows x in_features input."""
+    """Best seconds of each of the layer's kernels on a rows x in_features input."""
     states = torch.randn(rows, layer.weight.shape[1], generator=torch.Generator().manual_seed(0))
     states = states.to(layer.weight.dtype)
     with torch.inference_mode():
-        return best_times({"onednn": lambda: layer(states), "F.linear": lambda: layer.reference(states)})
+        return best_times({name: functools.partial(kernel, states) for name, kernel in layer.candidates().items()})
 
 
 def use_kernels(layers: list, kernels: dict[str, str]) -> None:
-    """Drop the pre-packed weight of every layer whose shape should run F.linear."""
+    """Make every pre-packed layer run the kernel chosen for its shape."""
     for layer in layers:
-        if isinstance(layer, PrepackedLinear) and layer.prepacked and kernels.get(layer.shape) == "F.linear":
-            layer.use_reference()
+        if isinstance(layer, PrepackedLinear) and layer.prepacked and layer.shape in kernels:
+            layer.use(kernels[layer.shape])
 
 
 def agreement(outputs: np.ndarray, reference: np.ndarray) -> float:

@@ -3,14 +3,16 @@
 Against F.linear, a weight reordered once into oneDNN's blocked layout runs the model's GEMMs faster in bf16 and
 fp32 (F.linear reorders bf16 weights on every call and sends fp32 to MKL; figures: BENCHMARKS.md, "What was tried
 for bf16 (and fp32) closer to the roofline"), and GELU fused into the up-projection saves a pass over its 4x-wide
-output.
-Where oneDNN is missing or disagrees with F.linear at load, the layer stays on F.linear; where F.linear is measured
-faster on this CPU (embedding_app/inference/kernel_choice.py), the loader switches it back.
+output, on most CPUs: on AVX2 oneDNN's fused erf costs more than the GEMM's own 4x-wide output pass, so there the
+GEMM can run alone with torch's in-place GELU after it.
+Where oneDNN is missing or disagrees with F.linear at load, the layer stays on F.linear; which of its kernels runs is
+measured on this CPU at load (embedding_app/inference/kernel_choice.py).
 """
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 
 import torch
 from torch import nn
@@ -21,6 +23,10 @@ PREPACK_DTYPES = (torch.float32, torch.bfloat16)
 PREPACK_ROWS_HINT = 1024  # oneDNN picks the weight's layout for this many rows; requests pack hundreds to thousands
 # Agreement with F.linear at load, relative to the output's scale: rounding differs, a wrong kernel does not.
 TOLERANCE = {torch.float32: 1e-4, torch.bfloat16: 3e-2}
+# A layer's kernels, by the names the load log, /health and /metrics show. "onednn" fuses a layer's GELU into the GEMM;
+# "onednn then gelu" runs torch's in-place GELU after it. One core, 2300 x 384 @ 1536 x 384 fp32 on AVX2 code (a Zen 5
+# under bench.cpuid_mask): 26.0 ms fused, 22.4 apart (the GEMM alone 20.8); with AVX-512, 11.2 fused, 11.9 apart.
+ONEDNN, GELU_APART, F_LINEAR = "onednn", "onednn then gelu", "F.linear"
 
 
 class LinearLayer:
@@ -47,22 +53,38 @@ class PrepackedLinear(LinearLayer):
         self.weight, self.bias, self.gelu = weight.detach(), None if bias is None else bias.detach(), gelu
         self.attr, self.algorithm = ("gelu", gelu) if gelu else ("none", "")
         self.prepacked_weight = _prepack_weight(self)
+        self.run = self.fused if self.prepacked else self.reference
 
     def __call__(self, states: torch.Tensor) -> torch.Tensor:
-        if self.prepacked_weight is None:
-            return self.reference(states)
+        return self.run(states)
+
+    def candidates(self) -> dict[str, Callable[[torch.Tensor], torch.Tensor]]:
+        """Every kernel this layer can run here, by name: what the kernel choice times."""
+        if not self.prepacked:
+            return {F_LINEAR: self.reference}
+        return {ONEDNN: self.fused} | ({GELU_APART: self.gelu_apart} if self.gelu else {}) | {F_LINEAR: self.reference}
+
+    def use(self, kernel: str) -> None:
+        """Run kernel (a name from candidates()) from now on; F.linear frees the pre-packed copy of the weight."""
+        self.run = self.candidates().get(kernel, self.run)  # a name this layer lacks (a hand-edited cache) changes nothing
+        if kernel == F_LINEAR:
+            self.prepacked_weight = None
+
+    def fused(self, states: torch.Tensor) -> torch.Tensor:
+        """oneDNN's GEMM with the GELU (if any) as its post-op."""
         return torch.ops.mkldnn._linear_pointwise(states, self.prepacked_weight, self.bias, self.attr, [],
                                                   self.algorithm)
+
+    def gelu_apart(self, states: torch.Tensor) -> torch.Tensor:
+        """oneDNN's GEMM alone, then torch's GELU in place."""
+        out = torch.ops.mkldnn._linear_pointwise(states, self.prepacked_weight, self.bias, "none", [], "")
+        return torch.ops.aten.gelu_(out, approximate=self.gelu)
 
     @property
     def shape(self) -> str:
         """What the kernel choice depends on: dtype, in x out features, fused GELU."""
         outputs, inputs = self.weight.shape
         return f"{str(self.weight.dtype).removeprefix('torch.')} {inputs}x{outputs}" + (" +gelu" if self.gelu else "")
-
-    def use_reference(self) -> None:
-        """Run F.linear from now on (measured faster on this CPU), freeing the pre-packed copy of the weight."""
-        self.prepacked_weight = None
 
     def reference(self, states: torch.Tensor) -> torch.Tensor:
         """The same result through F.linear and F.gelu."""
