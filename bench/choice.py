@@ -24,7 +24,12 @@ def _variants(source, modes: tuple[str, ...]) -> dict[str, object]:
     from embedding_app.config.settings import Settings
     from embedding_app.inference.kernel_choice import use_kernels
     from embedding_app.inference.loader import EngineBuilder, read_model
-    from embedding_app.inference.prepacked_linear import F_LINEAR, GELU_APART, ONEDNN, PrepackedLinear
+    from embedding_app.inference.prepacked_linear import (
+        F_LINEAR,
+        GELU_APART,
+        ONEDNN,
+        PrepackedLinear,
+    )
 
     settings = Settings()
     build = EngineBuilder(source, settings, *read_model(source, settings), copies=True)

@@ -17,7 +17,12 @@ from embedding_app.config.settings import Settings
 from embedding_app.inference import kernel_choice, loader
 from embedding_app.inference.choice_cache import ChoiceCache, cache_key
 from embedding_app.inference.kernel_choice import Choice, choose_kernels, pick
-from embedding_app.inference.prepacked_linear import F_LINEAR, GELU_APART, ONEDNN, fastest_linear
+from embedding_app.inference.prepacked_linear import (
+    F_LINEAR,
+    GELU_APART,
+    ONEDNN,
+    fastest_linear,
+)
 from embedding_app.inference.quantize import candidates
 from embedding_app.runtime import registry, thread_budget
 from embedding_app.runtime.loading import load_models
