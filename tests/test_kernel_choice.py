@@ -59,6 +59,15 @@ def test_each_shape_keeps_the_kernel_measured_faster(monkeypatch, winner):
 
 
 @pytest.mark.skipif(not torch.backends.mkldnn.is_available(), reason="torch built without oneDNN")
+@pytest.mark.parametrize(("apart", "chosen"), [(0.98, ONEDNN), (0.95, GELU_APART)])
+def test_a_kernel_about_as_fast_as_fused_onednn_does_not_replace_it(monkeypatch, apart, chosen):
+    timings = {ONEDNN: 1.0, GELU_APART: apart, F_LINEAR: 2.0}  # seconds relative to fused oneDNN's
+    monkeypatch.setattr(kernel_choice, "best_times", lambda calls, rounds=0, warm_up=True: {
+        name: timings[name] for name in calls})
+    assert choose_kernels(layers(), rows=32)["float32 64x96 +gelu"] == chosen
+
+
+@pytest.mark.skipif(not torch.backends.mkldnn.is_available(), reason="torch built without oneDNN")
 @pytest.mark.parametrize("approximate", ["none", "tanh"])
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
 def test_every_kernel_of_a_gelu_layer_computes_the_same(approximate, dtype):

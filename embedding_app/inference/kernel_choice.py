@@ -37,6 +37,10 @@ MIN_COSINE = 0.999
 # tight: on AVX-512 without VNNI the probe timed int8 3.6-5.3 % ahead of fp32, and fp32 served 0-11 % more texts/s
 # over HTTP. Where a faster mode wins clearly (int8 1.2-1.35x fp32 on VNNI and AVX2, bf16 on Zen 4/5) nothing changes.
 NEAR_TIE = 0.90
+# Another kernel replaces fused oneDNN only if it is this much faster on the probe's rows. With AVX-512 the GELU apart
+# tied fused oneDNN at 290 rows (1.414 against 1.410 ms) and lost at 2300 (11.9 against 11.2): a tie goes to fused.
+# Clear wins still count: the GELU apart on AVX2 (0.86x fused's time), F.linear where oneDNN is slow (Zen 3: 0.9x).
+KERNEL_TIE = 0.97
 
 
 @dataclass
@@ -86,7 +90,7 @@ def _seconds(call: Callable[[], object]) -> float:
 
 def choose_kernels(layers: list, rows: int) -> dict[str, str]:
     """For each distinct shape, keep the fastest of its layers' kernels (PrepackedLinear.candidates) on rows x
-    in_features inputs."""
+    in_features inputs, unless it is a near tie with the first (fused oneDNN)."""
     groups: dict[str, list] = {}
     kernels = {layer.shape: layer.kernel for layer in layers if layer.kernel}  # fixed ones (int8), for the record
     for layer in layers:
@@ -94,7 +98,8 @@ def choose_kernels(layers: list, rows: int) -> dict[str, str]:
             groups.setdefault(layer.shape, []).append(layer)
     for shape, same in groups.items():
         times = _kernel_times(same[0], rows)
-        kernels[shape] = min(times, key=times.get)
+        fastest, first = min(times, key=times.get), next(iter(times))
+        kernels[shape] = fastest if times[fastest] < KERNEL_TIE * times[first] else first
         use_kernels(same, kernels)
     return kernels
 
