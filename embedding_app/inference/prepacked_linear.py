@@ -3,8 +3,8 @@
 Against F.linear, a weight reordered once into oneDNN's blocked layout runs the model's GEMMs faster in bf16 and
 fp32 (F.linear reorders bf16 weights on every call and sends fp32 to MKL; figures: BENCHMARKS.md, "What was tried
 for bf16 (and fp32) closer to the roofline"), and GELU fused into the up-projection saves a pass over its 4x-wide
-output, on most CPUs: on AVX2 oneDNN's fused erf costs more than the GEMM's own 4x-wide output pass, so there the
-GEMM can run alone with torch's in-place GELU after it.
+output where oneDNN's erf is cheap (AVX-512); on AVX2 it costs more than that pass, so there the GEMM runs alone and
+torch's in-place GELU after it.
 Where oneDNN is missing or disagrees with F.linear at load, the layer stays on F.linear; which of its kernels runs is
 measured on this CPU at load (embedding_app/inference/kernel_choice.py).
 """
