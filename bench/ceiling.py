@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import multiprocessing
 import time
+from typing import Self
 
 from harness.server import rss_mb
 
@@ -42,7 +43,7 @@ class CeilingProcesses:
                                           args=(workload[i::workers], quantize, threads, self.commands[i],
                                                 self.results)) for i in range(workers)]
 
-    def __enter__(self) -> CeilingProcesses:
+    def __enter__(self) -> Self:
         for process in self.processes:
             process.start()
         self.rss_mb = max(self._collect("ready"))

@@ -27,8 +27,8 @@ def main(rounds: int = 3) -> None:
     for name, text in TEXTS.items():
         full = bounded = 0.0
         for _ in range(rounds):  # alternating, so machine noise hits both alike
-            full += cpu_seconds(lambda: tokenizer([text], add_special_tokens=False, verbose=False))
-            bounded += cpu_seconds(lambda: tokens.tokenize(tokenizer, [text], ROOM))
+            full += cpu_seconds(lambda text=text: tokenizer([text], add_special_tokens=False, verbose=False))
+            bounded += cpu_seconds(lambda text=text: tokens.tokenize(tokenizer, [text], ROOM))
         print(f"| {name} | {full / rounds:.2f} | {bounded / rounds * 1000:.2f} | {full / bounded:.0f}x |")
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import statistics
 import time
 
@@ -40,12 +41,12 @@ def measure_overhead(texts: list[str], quantize: str, threads: int, sizes: tuple
         states = torch.randn(size, width, embedder.info.dimensions)  # the pool's input for one padded batch
         mask = torch.ones(size, width, dtype=torch.int64)
         stages = {
-            "parse": lambda: parse_request(body),
-            "tokenize": lambda: embedder.inputs_for(inputs),
-            "forward": lambda: embedder.embed(sequences),  # forward + pool; pool is subtracted below
-            "pool": lambda: torch.nn.functional.normalize(embedder.pool(states, mask), dim=-1),
-            "encode float": lambda: render_embeddings(vectors, "float", embedder.info.id, 0),
-            "encode base64": lambda: render_embeddings(vectors, "base64", embedder.info.id, 0),
+            "parse": functools.partial(parse_request, body),
+            "tokenize": functools.partial(embedder.inputs_for, inputs),
+            "forward": functools.partial(embedder.embed, sequences),  # forward + pool; pool is subtracted below
+            "pool": lambda states=states, mask=mask: torch.nn.functional.normalize(embedder.pool(states, mask), dim=-1),
+            "encode float": functools.partial(render_embeddings, vectors, "float", embedder.info.id, 0),
+            "encode base64": functools.partial(render_embeddings, vectors, "base64", embedder.info.id, 0),
         }
         slow = size >= 64  # a large request's forward takes seconds: two runs are enough
         timings = {name: _median_ms(step, 2 if name == "forward" and slow else repeats)

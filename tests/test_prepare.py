@@ -54,14 +54,16 @@ def test_bf16_stored_model_serves_like_bf16_at_load(tiny_model_dir, tmp_path, ti
 
 def test_cli_prepares_and_says_how_to_serve(tiny_model_dir, tmp_path):
     result = subprocess.run([sys.executable, "-m", "embedding_app.inference.prepare", str(tiny_model_dir), "--out",
-                             str(tmp_path / "m")], cwd=ROOT, capture_output=True, text=True, timeout=120)
+                             str(tmp_path / "m")], cwd=ROOT, capture_output=True, text=True, timeout=120,
+                            check=False)
     assert result.returncode == 0, result.stderr
     assert f"MODEL_NAME={tmp_path / 'm'}" in result.stdout
 
 
 def test_cli_fails_clearly_on_a_missing_directory(tmp_path):
     result = subprocess.run([sys.executable, "-m", "embedding_app.inference.prepare", "/no/such/model", "--out",
-                             str(tmp_path / "m")], cwd=ROOT, capture_output=True, text=True, timeout=120)
+                             str(tmp_path / "m")], cwd=ROOT, capture_output=True, text=True, timeout=120,
+                            check=False)
     assert result.returncode == 1
     assert "looks like a path but is not a directory" in result.stderr
 
@@ -82,7 +84,7 @@ def test_a_failed_prepare_leaves_no_partial_directory(tmp_path):
 
 def run_prepare(*args: str) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-m", "embedding_app.inference.prepare", *args], cwd=ROOT, capture_output=True,
-                          text=True, timeout=120)
+                          text=True, timeout=120, check=False)
 
 
 def test_cli_if_missing_says_the_model_was_already_there(tiny_model_dir, tmp_path):

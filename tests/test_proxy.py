@@ -32,8 +32,8 @@ def matrix_models(compose):
 
 
 # Requests that reach the proxy half-sent: a body shorter than its Content-Length, headers cut off, nothing at all.
-SLOW_STARTS = 3 * [b"POST /v1/embeddings HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
-                   b"Content-Length: 4000\r\n\r\n{\"input\": \"half a bo"] + \
+SLOW_STARTS = 3 * [(b"POST /v1/embeddings HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                   b"Content-Length: 4000\r\n\r\n{\"input\": \"half a bo")] + \
               3 * [b"POST /v1/embeddings HTTP/1.1\r\nHost: x\r\nContent-Ty"] + 2 * [b""]
 # Malformed HTTP that nginx itself rejects: (id, raw request, status).
 MALFORMED = [
@@ -46,19 +46,19 @@ MALFORMED = [
                                                                        for i in range(20)) + b"\r\n", 431),
     ("150-headers", b"GET /v1/models HTTP/1.1\r\nHost: x\r\n" + b"".join(b"X-H%d: v\r\n" % i for i in range(150))
      + b"\r\n", 200),
-    ("duplicate-content-length", b"POST /v1/embeddings HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
-     b"Content-Length: 14\r\nContent-Length: 15\r\n\r\n{\"input\":\"x\"}", 400),
+    ("duplicate-content-length", (b"POST /v1/embeddings HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+     b"Content-Length: 14\r\nContent-Length: 15\r\n\r\n{\"input\":\"x\"}"), 400),
     ("negative-content-length", b"POST /v1/embeddings HTTP/1.1\r\nHost: x\r\nContent-Length: -1\r\n\r\n", 400),
     ("bare-lf", b"GET /v1/models HTTP/1.1\nHost: x\n\n", 200),  # nginx accepts it and passes on clean CRLF
-    ("chunk-size-zz", b"POST /v1/embeddings HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
-     b"Transfer-Encoding: chunked\r\n\r\nzz\r\nabc\r\n0\r\n\r\n", 400),
-    ("chunk-size-negative", b"POST /v1/embeddings HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n"
-     b"-1\r\nabc\r\n0\r\n\r\n", 400),
-    ("chunk-too-much-data", b"POST /v1/embeddings HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n"
-     b"2\r\nabcdef\r\n0\r\n\r\n", 400),
+    ("chunk-size-zz", (b"POST /v1/embeddings HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+     b"Transfer-Encoding: chunked\r\n\r\nzz\r\nabc\r\n0\r\n\r\n"), 400),
+    ("chunk-size-negative", (b"POST /v1/embeddings HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n"
+     b"-1\r\nabc\r\n0\r\n\r\n"), 400),
+    ("chunk-too-much-data", (b"POST /v1/embeddings HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n"
+     b"2\r\nabcdef\r\n0\r\n\r\n"), 400),
     ("transfer-encoding-gzip", b"POST /v1/embeddings HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: gzip\r\n\r\n", 400),
-    ("content-length-and-chunked", b"POST /v1/embeddings HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\n"
-     b"Transfer-Encoding: chunked\r\n\r\n0\r\n\r\n", 400),
+    ("content-length-and-chunked", (b"POST /v1/embeddings HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\n"
+     b"Transfer-Encoding: chunked\r\n\r\n0\r\n\r\n"), 400),
     ("nul-in-header", b"GET /v1/models HTTP/1.1\r\nHost: x\r\nX-A: a\x00b\r\n\r\n", 400),
     ("path-above-root", b"GET /../../etc/passwd HTTP/1.1\r\nHost: x\r\n\r\n", 400),
     ("trace", b"TRACE / HTTP/1.1\r\nHost: x\r\n\r\n", 405),

@@ -15,6 +15,7 @@ import subprocess
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
+from typing import Self
 
 import openai
 import pytest
@@ -62,7 +63,7 @@ class HealthWatch:
                 self.failures.append(status)
             time.sleep(0.2)
 
-    def __enter__(self) -> HealthWatch:
+    def __enter__(self) -> Self:
         self.thread.start()
         return self
 
