@@ -13,7 +13,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from embedding_app.inference import int8_linear
-from embedding_app.inference.int8_linear import PRECISIONS, Int8Linear, quantize_rows
+from embedding_app.inference.int8_linear import PRECISIONS, SIDE_ONEDNN_ROWS, Int8Linear, quantize_rows
 from embedding_app.inference.int8_mode import (
     OUTLIER_COLUMNS,
     QuantizedLinear,
@@ -162,17 +162,32 @@ def test_the_layer_is_close_to_fp32_and_fuses_gelu():
         assert torch.allclose(gelu, F.gelu(Int8Linear(weight, bias, outliers)(states), approximate="tanh"))
 
 
-def test_a_row_alone_gives_the_same_numbers_as_inside_a_batch():
-    weight, bias, outliers, states = problem()
+@pytest.mark.parametrize("rows", [300, SIDE_ONEDNN_ROWS + 88])  # a batch's side GEMM on F.linear, then on oneDNN
+def test_a_row_alone_gives_the_same_numbers_as_inside_a_batch(rows):
+    weight, bias, outliers, states = problem(rows=rows)
     layer = Int8Linear(weight, bias, outliers)
     with torch.inference_mode():
         batch, quantized = layer(states), _quantized(layer, states)
-        for row in (0, 17, 299):
+        for row in (0, 17, rows - 1):
             alone = _quantized(layer, states[row:row + 1])
             assert all(torch.equal(part, whole[row:row + 1]) for part, whole in zip(alone, quantized))
-            # The int8 sums are exact; only the fp32 side GEMM's rounding may differ with the row count (MKL picks
-            # its kernel by shape): a few units in the last place, where a batch-wide scale would move 1e-2.
+            # The int8 sums are exact; only the fp32 side GEMM's rounding may differ with the row count (MKL and
+            # oneDNN pick their kernels by shape): a few units in the last place, where a batch-wide scale would
+            # move 1e-2.
             assert torch.allclose(layer(states[row:row + 1])[0], batch[row], rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.skipif(not torch.backends.mkldnn.is_available(), reason="torch built without oneDNN")
+def test_the_side_gemm_runs_onednn_for_a_batch_and_f_linear_for_a_few_texts():
+    weight, bias, outliers, states = problem(rows=SIDE_ONEDNN_ROWS)
+    layer = Int8Linear(weight, bias, outliers)
+    side, calls = layer.side, []
+    side.run = lambda inputs: calls.append("onednn") or side.fused(inputs)
+    side.reference = lambda inputs: calls.append("F.linear") or F.linear(inputs, side.weight)
+    with torch.inference_mode():
+        few, batch = layer(states[:SIDE_ONEDNN_ROWS - 1]), layer(states)
+    assert calls == ["F.linear", "onednn"]
+    assert torch.allclose(few, batch[:SIDE_ONEDNN_ROWS - 1], rtol=1e-5, atol=1e-5)
 
 
 def _quantized(layer: Int8Linear, rows: torch.Tensor) -> tuple[torch.Tensor, ...]:

@@ -3,11 +3,11 @@
 y[i] = s[i] * ((q[i] @ wq.T) * w_scale + [x_out[i] / s[i], 1 / s[i], -z[i]] @ [w_out, bias, c].T)
 q = per-token asymmetric uint8 of x with the outlier columns zeroed (scale s, zero point z); c = w_scale * row sums
 of wq (the zero points' share). The few outlier columns, the bias and the zero-point correction ride in one small
-fp32 GEMM (F.linear); oneDNN's int8 GEMM (torch.ops.onednn.qlinear_pointwise: exact int32 sums, per-channel scale
-fused) adds into its output in place, and one pass applies the per-token scale. Per-token scales alone fall short of
-min cosine 0.999 to fp32 on all-MiniLM-L6-v2; the outlier columns reach it (BENCHMARKS.md, "Faithful int8"). Where
-the CPU's kernel adds pairs of products in int16 (no VNNI), paired weights keep 8-bit activations exact
-(int8_weights.py).
+fp32 GEMM (oneDNN for batches, F.linear for a few texts); oneDNN's int8 GEMM (torch.ops.onednn.qlinear_pointwise:
+exact int32 sums, per-channel scale fused) adds into its output in place, and one pass applies the per-token scale.
+Per-token scales alone fall short of min cosine 0.999 to fp32 on all-MiniLM-L6-v2; the outlier columns reach it
+(BENCHMARKS.md, "Faithful int8"). Where the CPU's kernel adds pairs of products in int16 (no VNNI), paired weights
+keep 8-bit activations exact (int8_weights.py).
 """
 
 from __future__ import annotations
@@ -16,11 +16,10 @@ import functools
 import logging
 
 import torch
-from torch.nn import functional as F
 
 from .int8_kernels import quantize_kernel
 from .int8_weights import EXTRA_SHARE, FULL, PAIRED, binding_columns, quantize_weight
-from .prepacked_linear import LinearLayer
+from .prepacked_linear import LinearLayer, PrepackedLinear
 
 log = logging.getLogger(__name__)
 # (activation levels, weight scheme), best first: a probe at load finds the first one this CPU's kernel sums exactly
@@ -29,6 +28,11 @@ log = logging.getLogger(__name__)
 # last resort for a kernel that pairs otherwise (min cosine 0.998 on all-MiniLM-L6-v2: not for QUANTIZE=true).
 PRECISIONS = ((255, FULL), (255, PAIRED), (127, FULL))
 PROBE_ROWS = 64
+# The side GEMM runs oneDNN (pre-packed) from this many rows, F.linear (MKL) below. oneDNN builds a kernel per new row
+# count, which one text per request pays at every call; with six layers reusing it per request, oneDNN took 0.96x
+# F.linear's time at 512 rows and 0.82x at 2048 on AVX2 code (1.02x at 256, 1.30x at 64), 0.55x and 0.44x with
+# AVX-512 (BENCHMARKS.md, "The int8 side GEMM on oneDNN for batches").
+SIDE_ONEDNN_ROWS = 512
 
 
 def quantize_rows(states: torch.Tensor, levels: int,
@@ -73,6 +77,7 @@ class Int8Linear(LinearLayer):
             _warn_slow()
             self.levels = PRECISIONS[0][0]
             self._quantize_weight(weight, PRECISIONS[0][1])
+        self.side = PrepackedLinear(self.extra_weight, None)
 
     def _quantize_weight(self, weight: torch.Tensor, scheme: str) -> None:
         self.scheme, self.outliers = scheme, self.calibrated
@@ -99,10 +104,7 @@ class Int8Linear(LinearLayer):
         values, scale, side = quantize_rows(states, self.levels, outliers)
         if not self.overwrite_input:
             states.index_copy_(1, self.outliers, outliers)
-        # F.linear, not oneDNN: MKL runs this thin GEMM at about half a cached oneDNN kernel's speed, but oneDNN
-        # builds a kernel per new row count; one text per request ran 6-8 % faster on every CPU class measured,
-        # batched requests the same (BENCHMARKS.md, "One text per request").
-        out = F.linear(side, self.extra_weight)
+        out = (self.side if len(side) >= SIDE_ONEDNN_ROWS else self.side.reference)(side)
         if self.prepacked_weight is None:
             out.add_(self.int_gemm(values))
         else:  # oneDNN adds its result into out in place ("sum"): no second output-sized buffer
