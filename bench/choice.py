@@ -3,9 +3,9 @@
     python -m bench.choice [--threads 1] [--rounds 3] [--requests 12]
 
 Each variant is the default model loaded in one faithful mode with every matrix multiplication forced onto one
-kernel (pre-packed oneDNN with its GELU fused or apart, or F.linear); all run the same requests of 32 mixed real texts, alternating, best of
-rounds, new requests every round, in a process set up as a server worker (huge pages, small oneDNN caches). The
-chosen configuration should be within a few per cent of the fastest.
+kernel (pre-packed oneDNN with its GELU fused or apart, or F.linear); all run the same requests of 32 mixed real
+texts, alternating, best of rounds, new requests every round, in a process set up as a server worker (huge pages,
+small oneDNN caches). The chosen configuration should be within a few per cent of the fastest.
 """
 
 from __future__ import annotations

@@ -66,7 +66,8 @@ class PrepackedLinear(LinearLayer):
 
     def use(self, kernel: str) -> None:
         """Run kernel (a name from candidates()) from now on; F.linear frees the pre-packed copy of the weight."""
-        self.run = self.candidates().get(kernel, self.run)  # a name this layer lacks (a hand-edited cache) changes nothing
+        # A name this layer lacks (a hand-edited cache) changes nothing.
+        self.run = self.candidates().get(kernel, self.run)
         if kernel == F_LINEAR:
             self.prepacked_weight = None
 
