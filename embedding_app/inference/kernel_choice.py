@@ -89,8 +89,7 @@ def _seconds(call: Callable[[], object]) -> float:
 
 
 def choose_kernels(layers: list, rows: int) -> dict[str, str]:
-    """For each distinct shape, keep the fastest of its layers' kernels (PrepackedLinear.candidates) on rows x
-    in_features inputs, unless it is a near tie with the first (fused oneDNN)."""
+    """Per distinct shape, the fastest of its layers' kernels on rows x in_features inputs (a near tie: fused oneDNN)."""
     groups: dict[str, list] = {}
     kernels = {layer.shape: layer.kernel for layer in layers if layer.kernel}  # fixed ones (int8), for the record
     for layer in layers:
