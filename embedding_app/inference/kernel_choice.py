@@ -89,7 +89,7 @@ def _seconds(call: Callable[[], object]) -> float:
 
 
 def choose_kernels(layers: list, rows: int) -> dict[str, str]:
-    """Per distinct shape, the fastest of its layers' kernels on rows x in_features inputs (a near tie: fused oneDNN)."""
+    """Per distinct shape, the fastest of its layers' kernels on rows x in_features inputs (near ties: fused oneDNN)."""
     groups: dict[str, list] = {}
     kernels = {layer.shape: layer.kernel for layer in layers if layer.kernel}  # fixed ones (int8), for the record
     for layer in layers:
