@@ -94,9 +94,10 @@ def test_the_fastest_faithful_mode_wins():
 
 def test_of_modes_about_as_fast_the_most_faithful_wins():
     fidelity = {"fp32": 1.0, "bf16": 0.99993, "int8": 0.9996}
-    assert pick({"fp32": 100.0, "bf16": 180.0, "int8": 183.0}, fidelity, forced=None) == "bf16"  # within 10 %
-    assert pick({"fp32": 100.0, "int8": 105.3}, fidelity, forced=None) == "fp32"  # a near tie: the exact mode
-    assert pick({"fp32": 100.0, "bf16": 180.0, "int8": 205.0}, fidelity, forced=None) == "int8"  # 14 % faster
+    assert pick({"fp32": 100.0, "bf16": 180.0, "int8": 183.0}, fidelity, forced=None) == "bf16"  # within 5 %
+    assert pick({"fp32": 100.0, "int8": 104.5}, fidelity, forced=None) == "fp32"  # a near tie: the exact mode
+    assert pick({"fp32": 100.0, "bf16": 180.0, "int8": 195.0}, fidelity, forced=None) == "int8"  # 8 % faster
+    assert pick({"fp32": 100.0, "int8": 106.0}, fidelity, forced=None) == "int8"  # a real Zen 3's probe, 1.07-1.34x
     assert pick({"fp32": 100.0, "int8": 102.0}, fidelity, forced=None) == "fp32"
 
 
