@@ -58,6 +58,26 @@ def test_each_shape_keeps_the_kernel_measured_faster(monkeypatch, winner):
         assert torch.allclose(chosen[2](chosen[0](states)), chosen[2].reference(chosen[0](states)), atol=1e-5)
 
 
+def recording(layer, rows: dict) -> None:
+    """Make the layer's candidate kernels record, per (shape, kernel), the row count of every call."""
+    kernels = layer.candidates()
+
+    def record(name, kernel):
+        return lambda states: rows.setdefault((layer.shape, name), []).append(len(states)) or kernel(states)
+    layer.candidates = lambda: {name: record(name, kernel) for name, kernel in kernels.items()}
+
+
+def test_every_timed_call_runs_a_new_row_count(monkeypatch):
+    # As requests come: a kernel oneDNN builds per row count is paid in the timings, not hidden by reuse.
+    rows, chosen = {}, layers()
+    for layer in chosen:
+        recording(layer, rows)
+    choose_kernels(chosen, rows=32)
+    assert {kernel for _, kernel in rows} == {ONEDNN, GELU_APART, F_LINEAR}
+    for counts in rows.values():  # the warm-up and each timed call (a slow kernel stops after one): new row counts
+        assert len(counts) >= 2 and len(set(counts)) == len(counts) and 32 - len(counts) < min(counts) <= 32
+
+
 @pytest.mark.skipif(not torch.backends.mkldnn.is_available(), reason="torch built without oneDNN")
 @pytest.mark.parametrize(("apart", "chosen"), [(0.98, ONEDNN), (0.95, GELU_APART)])
 def test_a_kernel_about_as_fast_as_fused_onednn_does_not_replace_it(monkeypatch, apart, chosen):
