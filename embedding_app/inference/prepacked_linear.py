@@ -33,7 +33,7 @@ class LinearLayer:
     """A matrix multiplication of the packed path, called on [tokens, in_features] states.
 
     prepacked_weight is the weight in oneDNN's layout when the layer runs from one, else None (the default):
-    the load log counts the layers that have one, and the kernel choice may drop it (use). kernel names
+    the load log counts the layers that have one, and the kernel choice may drop it (use(F_LINEAR)). kernel names
     what a layer with no choice to make runs, for the log and /health.
     """
 
