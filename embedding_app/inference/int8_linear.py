@@ -35,20 +35,24 @@ PROBE_ROWS = 64
 SIDE_ONEDNN_ROWS = 512
 
 
-def quantize_rows(states: torch.Tensor, levels: int,
-                  outliers: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Per-row asymmetric quantization of states to 0..levels: uint8 values, fp32 scales, the side GEMM's inputs."""
-    # The side GEMM's inputs: [outliers / scale, 1 / scale, -zero point]; outliers are [rows, count] fp32 values.
-    # amax and amin separately: measured 20x faster than torch.aminmax(dim=1) here; the range always holds 0, so an
-    # exact zero (a zeroed outlier column) stays exactly zero.
-    high, low = states.amax(dim=1).clamp_(min=0), states.amin(dim=1).clamp_(max=0)
-    rows = states.shape[0]
-    outliers = torch.empty(rows, 0) if outliers is None else outliers
+def quantize_rows(states: torch.Tensor, levels: int, outliers: torch.Tensor | None = None,
+                  keep: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Per-row asymmetric quantization of states to 0..levels outside the outlier columns: values, scales, side."""
+    # outliers: column indices; keep: the same as a mask (outlier_mask), made once per layer; side: the side GEMM's
+    # inputs [outliers / scale, 1 / scale, -zero point]. states is read, never written.
+    rows, columns = states.shape
+    outliers = torch.empty(0, dtype=torch.int64) if outliers is None else outliers
+    keep = outlier_mask(columns, outliers) if keep is None else keep
     values, scale = torch.empty(states.shape, dtype=torch.uint8), torch.empty(rows)
-    side = torch.empty(rows, outliers.shape[1] + 2)
-    quantize_kernel()(states.numpy(), outliers.numpy(), high.numpy(), low.numpy(), levels, values.numpy(), scale.numpy(),
+    side = torch.empty(rows, len(outliers) + 2)
+    quantize_kernel()(states.numpy(), keep.numpy(), outliers.numpy(), levels, values.numpy(), scale.numpy(),
                       side.numpy())
     return values, scale, side
+
+
+def outlier_mask(columns: int, outliers: torch.Tensor) -> torch.Tensor:
+    """1.0 for each of columns, 0.0 at the outliers: what the quantization multiplies a row by."""
+    return torch.ones(columns).index_fill_(0, outliers, 0.0)
 
 
 @functools.cache
@@ -61,10 +65,8 @@ class Int8Linear(LinearLayer):
     """x @ weight.T + bias in int8 with outlier columns kept fp32, then GELU when gelu is its approximation."""
 
     def __init__(self, weight: torch.Tensor, bias: torch.Tensor | None, outliers: torch.Tensor,
-                 gelu: str | None = None, overwrite_input: bool = False):
+                 gelu: str | None = None):
         weight = weight.detach().float()
-        # A caller whose input is dead after the call lets the layer leave its outlier columns zeroed.
-        self.overwrite_input = overwrite_input
         self.bias = torch.zeros(weight.shape[0]) if bias is None else bias.detach().float()
         self.calibrated, self.gelu = outliers.long(), gelu
         self.w_zero = torch.zeros(weight.shape[0], dtype=torch.int64)
@@ -78,6 +80,7 @@ class Int8Linear(LinearLayer):
             self.levels = PRECISIONS[0][0]
             self._quantize_weight(weight, PRECISIONS[0][1])
         self.side = PrepackedLinear(self.extra_weight, None)
+        self.keep = outlier_mask(weight.shape[1], self.outliers)
 
     def _quantize_weight(self, weight: torch.Tensor, scheme: str) -> None:
         self.scheme, self.outliers = scheme, self.calibrated
@@ -96,14 +99,7 @@ class Int8Linear(LinearLayer):
         return f"int8 {inputs}x{outputs}" + (" +gelu" if self.gelu else "")
 
     def __call__(self, states: torch.Tensor) -> torch.Tensor:
-        states = states.detach().contiguous()
-        outliers = states.index_select(1, self.outliers)  # 4x faster than states[:, self.outliers]
-        # The outlier columns are zeroed in place for the range and, unless the caller is done with states, put back
-        # (bit-exact) at once: no input-sized copy either way.
-        states.index_fill_(1, self.outliers, 0.0)
-        values, scale, side = quantize_rows(states, self.levels, outliers)
-        if not self.overwrite_input:
-            states.index_copy_(1, self.outliers, outliers)
+        values, scale, side = quantize_rows(states.detach().contiguous(), self.levels, self.outliers, self.keep)
         out = (self.side if len(side) >= SIDE_ONEDNN_ROWS else self.side.reference)(side)
         if self.prepacked_weight is None:
             out.add_(self.int_gemm(values))

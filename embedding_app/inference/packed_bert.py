@@ -113,10 +113,10 @@ class _Layer:
 
     def __init__(self, layer: nn.Module, approximate: str):
         self.qkv = _fuse_qkv(layer.attention.self)
-        self.attention_out = _packed_path_layer(layer.attention.output.dense, last_use=True)
+        self.attention_out = _packed_path_layer(layer.attention.output.dense)
         self.attention_norm = layer.attention.output.LayerNorm
         self.up = _packed_path_layer(layer.intermediate.dense, gelu=approximate)
-        self.down = _packed_path_layer(layer.output.dense, last_use=True)
+        self.down = _packed_path_layer(layer.output.dense)
         self.output_norm = layer.output.LayerNorm
 
     def linears(self) -> list[LinearLayer]:
@@ -124,13 +124,10 @@ class _Layer:
         return [self.qkv, self.attention_out, self.up, self.down]
 
 
-def _packed_path_layer(module: nn.Module, gelu: str | None = None, last_use: bool = False):
-    """module as a packed-path layer: int8 when QUANTIZE=int8 marked its outlier columns (int8_mode.py).
-
-    last_use: forward() never reads this layer's input again, so an int8 layer may quantize in place.
-    """
+def _packed_path_layer(module: nn.Module, gelu: str | None = None):
+    """module as a packed-path layer: int8 when QUANTIZE=int8 marked its outlier columns (int8_mode.py)."""
     if hasattr(module, "int8_outliers"):
-        return Int8Linear(module.weight, module.bias, module.int8_outliers, gelu, overwrite_input=last_use)
+        return Int8Linear(module.weight, module.bias, module.int8_outliers, gelu)
     return fastest_linear(module, gelu)
 
 
