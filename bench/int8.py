@@ -21,9 +21,13 @@ from pathlib import Path
 SHAPES = ((4096, 384, 1536), (4096, 1536, 384), (1024, 384, 1152), (256, 384, 384))  # M tokens, K in, N out
 MODES = ("fp32", "bf16", "int8", "int8-dynamic", "true")  # true: what QUANTIZE=true picks here
 REQUESTS, TEXTS_PER_REQUEST = 12, 32
+# The kernels of each precision among which the fastest sets the hardware's ceiling (bench.vs_onnx).
+PRECISIONS = {"fp32": ("F.linear fp32 (MKL)", "oneDNN fp32 pre-packed", "ORT MatMul"),
+              "int8": ("oneDNN int8 GEMM alone (u8 x s8 -> fp32)", "torch._int_mm (s8 x s8 -> s32)",
+                       "fbgemm dynamic int8 (per-tensor)", "ORT MatMulInteger")}
 
 
-def _best_seconds(function, repeats: int = 8, rounds: int = 5) -> float:
+def best_seconds(function, repeats: int = 8, rounds: int = 5) -> float:
     function()  # first call: kernel set-up
     best = float("inf")
     for _ in range(rounds):
@@ -34,7 +38,7 @@ def _best_seconds(function, repeats: int = 8, rounds: int = 5) -> float:
     return best
 
 
-def _kernels(m: int, k: int, n: int) -> dict:
+def kernels(m: int, k: int, n: int) -> dict:
     """Each candidate as a no-argument call on one M x K by N x K problem."""
     import torch
     from torch.nn import functional as F
@@ -86,6 +90,23 @@ def _ort_kernels(m: int, k: int, n: int) -> dict:
     return calls
 
 
+def fastest_gemms(m: int = 4096, k: int = 384, n: int = 1536) -> dict[str, tuple[str, float]]:
+    """Per precision (fp32, int8), the fastest kernel of PRECISIONS on one thread and its GOP/s."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        with torch.inference_mode():
+            calls = kernels(m, k, n)
+            rates = {name: 2 * m * k * n / best_seconds(calls[name], 4, 3) / 1e9
+                     for names in PRECISIONS.values() for name in names}
+    finally:
+        torch.set_num_threads(threads)
+    return {precision: max(((name, rates[name]) for name in names), key=lambda item: item[1])
+            for precision, names in PRECISIONS.items()}
+
+
 def gemm_table() -> str:
     """GOP/s of every kernel on every shape, measured in one process, shapes in turn."""
     import torch
@@ -94,8 +115,8 @@ def gemm_table() -> str:
     rows = {}
     with torch.inference_mode():
         for m, k, n in SHAPES:
-            for name, call in _kernels(m, k, n).items():
-                rows.setdefault(name, []).append(2 * m * k * n / _best_seconds(call) / 1e9)
+            for name, call in kernels(m, k, n).items():
+                rows.setdefault(name, []).append(2 * m * k * n / best_seconds(call) / 1e9)
     head = "| kernel | " + " | ".join(f"{m}x{k} by {n}x{k}" for m, k, n in SHAPES) + " |"
     lines = [head, "|---" * (len(SHAPES) + 1) + "|"]
     lines += [f"| {name} | " + " | ".join(f"{rate:.0f}" for rate in rates) + " |" for name, rates in rows.items()]
@@ -137,7 +158,7 @@ def end_to_end(rounds: int = 3) -> str:
         for requests in rounds_of:
             tokens = sum(len(ids) for request in requests for ids in request)
             for name, engine in engines.items():
-                seconds = _best_seconds(lambda e=engine, rs=requests: [e.embed(r) for r in rs], 1, 1)
+                seconds = best_seconds(lambda e=engine, rs=requests: [e.embed(r) for r in rs], 1, 1)
                 best[name] = min(best[name], seconds / tokens)
         passages = fp32.inputs_for(texts)
         queries = fp32.inputs_for(json.loads((DATA / "queries.json").read_text())["queries"])

@@ -5,7 +5,9 @@ posts 12 requests x 32 mixed real texts (new ones every round, base64 as the Ope
 one per request. ONNX Runtime fp32
 (fused BERT graph) and per-channel QInt8 run in this process on one thread, one text per call, tokenizing included.
 Engines alternate within each round; rate = real tokens / wall seconds, best of rounds. Fidelity: each engine's
-vectors of the project's texts against sentence-transformers fp32.
+vectors of the project's texts against sentence-transformers fp32. The hardware's share: each rate against the
+Linear layers' ceiling on this core (their FLOP per token at the fastest fp32 GEMM of MKL, oneDNN and ONNX Runtime,
+or at the fastest int8 one for int8 engines), the GEMMs timed on one thread before and after the engines.
 """
 
 from __future__ import annotations
@@ -25,7 +27,9 @@ from harness.quality import measure_fidelity
 from harness.server import GunicornServer
 from harness.workload import DATA, fresh_rounds, load_texts
 
+from .int8 import fastest_gemms
 from .report import load_average, machine, table
+from .roofline import linear_flop_per_token
 from .servers import RESULTS
 
 REQUESTS, TEXTS_PER_REQUEST = 12, 32
@@ -121,6 +125,7 @@ def best_rates(engines: dict, reference: Reference, rounds: int, requests_per_ro
 def run(rounds: int, model_dir: str = "", requests_per_round: int = REQUESTS) -> str:
     """Markdown: real tokens/s and fidelity of the two servers and ONNX Runtime's two engines, with the ratios."""
     import onnxruntime
+    from transformers import AutoConfig
 
     from embedding_app.inference.model_source import default_model_dir
 
@@ -139,25 +144,36 @@ def run(rounds: int, model_dir: str = "", requests_per_round: int = REQUESTS) ->
         engines = {name: server.embed_texts for name, server in servers.items()} | {
             name + SINGLES: server.embed_one_by_one for name, server in servers.items()} | {
             name: ort.embed_texts for name, ort in orts.items()}
+        before = fastest_gemms()
         best = best_rates(engines, reference, rounds, requests_per_round)
+        gemms = {kind: max(after, before[kind], key=lambda item: item[1]) for kind, after in fastest_gemms().items()}
         quality = {name: measure_fidelity(embedder, reference.passages, reference.queries, *reference.vectors)
                    for name, embedder in (servers | {name: ort.engine for name, ort in orts.items()}).items()}
-    rows, ratios = _results(best, quality, modes)
+    flop = linear_flop_per_token(AutoConfig.from_pretrained(path))
+    rows, ratios = _results(best, quality, modes, {kind: rate * 1e9 / flop for kind, (_, rate) in gemms.items()})
     return (f"{machine()}; onnxruntime {onnxruntime.__version__}; load {load_average()}; servers 1 worker x 1 thread "
             f"over HTTP (one client), ONNX Runtime in-process on one thread; {requests_per_round} requests x "
             f"{TEXTS_PER_REQUEST} mixed real texts per round, new every round, best of {rounds} alternating; "
-            "fidelity against sentence-transformers fp32\n\n"
-            + table(["engine", "real tokens/s", "min cos", "mean cos", "top-10 overlap"], rows)
+            "fidelity against sentence-transformers fp32. Fastest GEMM on this core (4096x384 by 1536x384, one "
+            "thread): "
+            + "; ".join(f"{kind}: {name} {rate:.1f} GOP/s, a ceiling of {rate * 1e9 / flop:.0f} tokens/s"
+                        for kind, (name, rate) in gemms.items())
+            + f" (the Linear layers' {flop / 1e6:.1f} MFLOP per token alone)\n\n"
+            + table(["engine", "real tokens/s", "of the Linear ceiling", "min cos", "mean cos", "top-10 overlap"],
+                    rows)
             + "\n\n" + "\n\n".join(ratios))
 
 
-def _results(best: dict[str, float], quality: dict, modes: dict[str, str]) -> tuple[list[list], list[str]]:
-    """The table's rows (rate and fidelity of every engine) and issue 16's ratios, for batched and one-text requests."""
+def _results(best: dict[str, float], quality: dict, modes: dict[str, str],
+             ceilings: dict[str, float]) -> tuple[list[list], list[str]]:
+    """The table's rows (rate, share of the ceiling, fidelity) and issue 16's ratios, batched and one text each."""
+    # ceilings: tokens/s of the Linear layers alone at this core's fastest fp32 and int8 GEMM.
     rows = []
     for name, rate in best.items():
         server = name.removesuffix(SINGLES)  # a server's fidelity and mode hold whatever its requests
         label = name + (f" ({modes[server]})" if server in modes else "")
-        rows.append([label, round(rate)] + fidelity(quality[server]))
+        ceiling = ceilings["int8" if "int8" in modes.get(server, server) else "fp32"]
+        rows.append([label, round(rate), f"{100 * rate / ceiling:.0f} %"] + fidelity(quality[server]))
     ratios = [f"{requests}: " + "; ".join(
         f"QUANTIZE={quantize} / {ort}: **{best[f'server QUANTIZE={quantize}{suffix}'] / best[ort]:.2f}x**"
         for quantize, ort in RATIOS) for requests, suffix in (("32 texts per request", ""), ("one text each", SINGLES))]

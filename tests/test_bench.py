@@ -3,6 +3,7 @@
 import json
 import os
 import platform
+import re
 import shutil
 import subprocess
 import sys
@@ -223,6 +224,9 @@ def test_the_onnx_benchmark_sets_both_servers_beside_onnx_runtime():
     assert {name.split(" (")[0] for name in rows} == servers | {f"{server}{SINGLES}" for server in servers} | {
         "ORT fp32", "ORT int8 per-channel QInt8"}
     assert all(float(row[0]) > 0 for row in rows.values())  # every engine timed, batched and one text per request
+    # Each rate as a share of the Linear layers' ceiling: the fastest GEMM of its precision on this core.
+    assert all(row[1].strip().endswith(" %") and float(row[1].strip()[:-2]) > 0 for row in rows.values())
+    assert re.search(r"fp32: .+ [\d.]+ GOP/s, a ceiling of \d+ tokens/s; int8: .+ [\d.]+ GOP/s", report)
     fp32 = next(row for name, row in rows.items() if name.startswith("server QUANTIZE=false"))
-    assert float(fp32[1]) > 0.9999  # the server's fp32 vectors, over HTTP, match sentence-transformers'
+    assert float(fp32[2]) > 0.9999  # the server's fp32 vectors, over HTTP, match sentence-transformers'
     assert report.count("x**") == 2 * len(RATIOS)  # issue 16's ratios for batched requests and for one text each

@@ -33,7 +33,7 @@ from .test_metrics import scrape
 
 
 def fake_times(winner: str):
-    """A best_times that times nothing and reports `winner` (a kernel or mode name) as the fastest."""
+    """A best_times (or paired_times) that times nothing and reports `winner` (a kernel or mode name) as the fastest."""
     return lambda calls, rounds=0, warm_up=True: {name: 1.0 if name == winner else 2.0 for name in calls}
 
 
@@ -137,6 +137,26 @@ def test_a_slow_candidate_is_not_timed_again():
     assert calls == {"fast": 9, "slow": 3}
 
 
+def scripted_seconds(monkeypatch, script: dict[str, list[float]]) -> dict:
+    """Calls named as in script whose timings are script's seconds in turn, without running anything."""
+    clock = {name: iter(seconds) for name, seconds in script.items()}
+    monkeypatch.setattr(kernel_choice, "_seconds", lambda call: call())
+    return {name: (lambda name=name: next(clock[name])) for name in script}
+
+
+def test_a_mode_is_timed_by_its_median_round_against_the_first_not_by_one_lucky_call(monkeypatch):
+    # int8 takes 0.8x fp32's time in every round but the last, where a quiet moment speeds fp32 alone: its best
+    # call would make it look faster than int8.
+    calls = scripted_seconds(monkeypatch, {"fp32": [1.0, 1.2, 1.0, 1.1, 0.7], "int8": [0.8, 0.96, 0.8, 0.88, 0.8],
+                                           "bf16": [9.0]})
+    times = kernel_choice.paired_times(calls, rounds=5)
+    assert times["fp32"] == pytest.approx(1.0)  # its median round
+    assert times["int8"] == pytest.approx(0.8)  # fp32's median times int8's median ratio to it
+    assert times["bf16"] == 9.0  # > CUTOFF x the fastest: timed once (its script has no second value)
+    assert pick({mode: 1 / seconds for mode, seconds in times.items()}, {"fp32": 1.0, "int8": 0.9995, "bf16": 1.0},
+                forced=None) == "int8"
+
+
 def test_the_mode_probe_sends_queries_one_by_one_and_a_large_batch(tiny_source):
     engine = loader.load_engine(tiny_source, Settings(kernel_cache_dir=""), "fp32")
     sizes = []
@@ -154,6 +174,7 @@ def test_the_mode_probe_sends_queries_one_by_one_and_a_large_batch(tiny_source):
 @pytest.mark.parametrize("winner", candidates("true")[0])
 def test_true_serves_the_mode_measured_fastest(monkeypatch, tiny_source, winner):
     monkeypatch.setattr(kernel_choice, "best_times", fake_times(winner))
+    monkeypatch.setattr(kernel_choice, "paired_times", fake_times(winner))
     embedder = loader.load_engine(tiny_source, Settings(kernel_cache_dir=""), "true")
     assert embedder.info.mode == winner == embedder.choice.mode
     assert set(embedder.choice.tokens_per_second) == set(candidates("true")[0])

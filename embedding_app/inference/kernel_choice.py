@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import itertools
 import logging
+import statistics
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -26,7 +27,12 @@ PROBE_TEXTS = (Path(__file__).parent / "data" / "probe.txt").read_text(encoding=
 # against fp32 on every class measured (oneDNN's AVX-512 kernels without VNNI: 1.3x there, 0.88-0.92x over HTTP).
 PROBE_COPIES = 8
 ROUNDS = 4
-MODE_ROUNDS = 1  # a probe call takes about 0.3 s on one thread: long enough to time once after the first
+# The modes' probes run in turn this many times, and a mode's speed is the median of its rounds against the first
+# mode's in the same round: noise that hits one call (a probe call takes 0.3 s on a Zen 5 core, 1.3 s on a Zen 3's)
+# does not decide. On a real Zen 3, int8 against fp32 per round swung 0.95-1.80x over 12 rounds, and the best of two
+# calls each once timed int8 at 0.98x fp32 at a start (fp32 served); the median of any five rounds in a row stayed
+# within 1.07-1.43x (BENCHMARKS.md, "The mode probe in paired rounds").
+MODE_ROUNDS = 5
 # A candidate whose first timed call takes this many times the fastest one's is not timed further.
 CUTOFF = 3.0
 # Faithful means every probe text's vector keeps at least this cosine to fp32's (the tests hold modes to it), or
@@ -72,15 +78,29 @@ def best_times(calls: dict[str, Callable[[], object]], rounds: int = ROUNDS, war
     untimed call each; the first timed call only decides which calls are timed further)."""
     for call in calls.values() if warm_up else ():  # one-off set-up (oneDNN primitives, MKL buffers) is not speed
         call()
+    return {name: min(times) for name, times in _rounds(calls, rounds + 1).items()}
+
+
+def paired_times(calls: dict[str, Callable[[], object]], rounds: int = MODE_ROUNDS) -> dict[str, float]:
+    """Typical seconds of each call over rounds that run them in turn: the first call's median time, times the median
+    of each call's ratio to the first one's in the same round (a call > CUTOFF x the fastest runs once)."""
+    times = _rounds(calls, rounds)
+    paired = {name: seconds for name, seconds in times.items() if len(seconds) == rounds}
+    base = next(iter(paired.values()))  # the first call timed in every round
+    return {name: statistics.median(base) * statistics.median(t / b for t, b in zip(seconds, base))
+            if name in paired else seconds[0] for name, seconds in times.items()}
+
+
+def _rounds(calls: dict[str, Callable[[], object]], rounds: int) -> dict[str, list[float]]:
+    """Seconds of each call in each of rounds, calls in turn; one slower than CUTOFF x the fastest runs only once."""
     first = {name: _seconds(call) for name, call in calls.items()}
     fastest = min(first.values())
-    best = {name: seconds for name, seconds in first.items() if seconds > CUTOFF * fastest}
-    timed = {name: call for name, call in calls.items() if name not in best}
-    best.update({name: float("inf") for name in timed})
-    for _ in range(rounds):
+    times = {name: [seconds] for name, seconds in first.items()}
+    timed = {name: call for name, call in calls.items() if first[name] <= CUTOFF * fastest}
+    for _ in range(rounds - 1):
         for name, call in timed.items():
-            best[name] = min(best[name], _seconds(call))
-    return best
+            times[name].append(_seconds(call))
+    return times
 
 
 def _seconds(call: Callable[[], object]) -> float:
@@ -141,7 +161,7 @@ def measure_modes(runs: dict[str, Callable[[], object]], tokens: int,
     """Probe tokens/s of each mode's run, and the agreement of its check's outputs with fp32's (1.0 for fp32)."""
     for check in checks.values():  # one-off set-up (the int8 loop's compiled code, MKL buffers) is no mode's speed
         check()
-    times = best_times(runs, MODE_ROUNDS, warm_up=False)
+    times = paired_times(runs)
     speeds = {mode: tokens / seconds for mode, seconds in times.items()}
     reference = checks["fp32"]() if "fp32" in checks else None
     fidelity = {mode: 1.0 if reference is None or mode == "fp32" else agreement(check(), reference)
