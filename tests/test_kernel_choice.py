@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import statistics
 import time
 
 import pytest
@@ -137,24 +138,41 @@ def test_a_slow_candidate_is_not_timed_again():
     assert calls == {"fast": 9, "slow": 3}
 
 
-def scripted_seconds(monkeypatch, script: dict[str, list[float]]) -> dict:
-    """Calls named as in script whose timings are script's seconds in turn, without running anything."""
-    clock = {name: iter(seconds) for name, seconds in script.items()}
+def scripted_seconds(monkeypatch, script: dict[str, list[float]]) -> tuple[dict, dict[str, int]]:
+    """Calls named as in script whose timings are script's seconds in turn (none run), and how often each was timed."""
+    clock, runs = {name: iter(seconds) for name, seconds in script.items()}, dict.fromkeys(script, 0)
     monkeypatch.setattr(kernel_choice, "_seconds", lambda call: call())
-    return {name: (lambda name=name: next(clock[name])) for name in script}
+
+    def timing(name: str) -> float:
+        runs[name] += 1
+        return next(clock[name])
+    return {name: (lambda name=name: timing(name)) for name in script}, runs
 
 
 def test_a_mode_is_timed_by_its_median_round_against_the_first_not_by_one_lucky_call(monkeypatch):
-    # int8 takes 0.8x fp32's time in every round but the last, where a quiet moment speeds fp32 alone: its best
-    # call would make it look faster than int8.
-    calls = scripted_seconds(monkeypatch, {"fp32": [1.0, 1.2, 1.0, 1.1, 0.7], "int8": [0.8, 0.96, 0.8, 0.88, 0.8],
-                                           "bf16": [9.0]})
+    # int8 takes 0.8x fp32's time in three rounds of five; in the third a quiet moment speeds fp32 alone, and its best
+    # call would make it look faster than int8. Each script holds exactly the calls that must run.
+    calls, runs = scripted_seconds(monkeypatch, {"fp32": [1.0, 1.0, 0.7, 1.0, 1.0], "int8": [0.8, 1.1, 0.8, 0.8, 0.8],
+                                                 "bf16": [9.0]})
     times = kernel_choice.paired_times(calls, rounds=5)
+    assert runs == {"fp32": 5, "int8": 5, "bf16": 1}
     assert times["fp32"] == pytest.approx(1.0)  # its median round
     assert times["int8"] == pytest.approx(0.8)  # fp32's median times int8's median ratio to it
-    assert times["bf16"] == 9.0  # > CUTOFF x the fastest: timed once (its script has no second value)
+    assert times["bf16"] == 9.0  # > CUTOFF x the fastest: timed once
     assert pick({mode: 1 / seconds for mode, seconds in times.items()}, {"fp32": 1.0, "int8": 0.9995, "bf16": 1.0},
                 forced=None) == "int8"
+
+
+@pytest.mark.parametrize(("fp32", "int8", "expected"), [
+    ([1.0, 1.1, 0.9], [0.5, 0.55, 0.45], 0.5),  # 2x fp32 in every round: no two more could change the order
+    ([1.0, 1.1, 0.9, 1.0], [0.5, 1.1, 0.45, 0.5], 0.5),  # one round level with fp32: the median is open after three
+    ([1.0] * 5, [1.04, 1.07, 1.03, 1.08, 1.05], 1.05),  # about the near-tie margin behind fp32: every round runs
+], ids=["decisive", "open-after-three", "near-tie"])
+def test_the_mode_rounds_stop_once_later_ones_could_not_change_the_choice(monkeypatch, fp32, int8, expected):
+    calls, runs = scripted_seconds(monkeypatch, {"fp32": fp32, "int8": int8})
+    times = kernel_choice.paired_times(calls, rounds=5)
+    assert runs == {"fp32": len(fp32), "int8": len(int8)}
+    assert times == pytest.approx({"fp32": statistics.median(fp32), "int8": expected})
 
 
 def test_the_mode_probe_sends_queries_one_by_one_and_a_large_batch(tiny_source):

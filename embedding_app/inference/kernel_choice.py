@@ -27,11 +27,12 @@ PROBE_TEXTS = (Path(__file__).parent / "data" / "probe.txt").read_text(encoding=
 # against fp32 on every class measured (oneDNN's AVX-512 kernels without VNNI: 1.3x there, 0.88-0.92x over HTTP).
 PROBE_COPIES = 8
 ROUNDS = 4
-# The modes' probes run in turn this many times, and a mode's speed is the median of its rounds against the first
-# mode's in the same round: noise that hits one call (a probe call takes 0.3 s on a Zen 5 core, 1.3 s on a Zen 3's)
-# does not decide. On a real Zen 3, int8 against fp32 per round swung 0.95-1.80x over 12 rounds, and the best of two
-# calls each once timed int8 at 0.98x fp32 at a start (fp32 served); the median of any five rounds in a row stayed
-# within 1.07-1.43x (BENCHMARKS.md, "The mode probe in paired rounds").
+# The modes' probes run in turn up to this many times (fewer once later rounds could not change the choice), and a
+# mode's speed is the median of its rounds against the first mode's in the same round: noise that hits one call (a
+# probe call takes 0.3 s on a Zen 5 core, 1.3 s on a Zen 3's) does not decide. On a real Zen 3, int8 against fp32
+# per round swung 0.95-1.80x over 12 rounds, and the best of two calls each once timed int8 at 0.98x fp32 at a start
+# (fp32 served); the median of any five rounds in a row stayed within 1.07-1.43x (BENCHMARKS.md, "The mode probe in
+# paired rounds").
 MODE_ROUNDS = 5
 # A candidate whose first timed call takes this many times the fastest one's is not timed further.
 CUTOFF = 3.0
@@ -81,23 +82,51 @@ def best_times(calls: dict[str, Callable[[], object]], rounds: int = ROUNDS, war
     return {name: min(times) for name, times in _rounds(calls, rounds + 1).items()}
 
 
-def paired_times(calls: dict[str, Callable[[], object]], rounds: int = MODE_ROUNDS) -> dict[str, float]:
-    """Typical seconds of each call over rounds that run them in turn: the first call's median time, times the median
-    of each call's ratio to the first one's in the same round (a call > CUTOFF x the fastest runs once)."""
-    times = _rounds(calls, rounds)
-    paired = {name: seconds for name, seconds in times.items() if len(seconds) == rounds}
-    base = next(iter(paired.values()))  # the first call timed in every round
-    return {name: statistics.median(base) * statistics.median(t / b for t, b in zip(seconds, base))
-            if name in paired else seconds[0] for name, seconds in times.items()}
+def paired_times(calls: dict[str, Callable[[], object]], rounds: int = MODE_ROUNDS,
+                 margin: float = NEAR_TIE) -> dict[str, float]:
+    """Typical seconds of each call over up to rounds that run them in turn: the first call's median time, times the
+    median of each call's ratio to the first one's in the same round (a call > CUTOFF x the fastest runs once).
+    Stops early once no later round could change which calls run within margin of which one's speed."""
+    times = _rounds(calls, rounds, lambda times: _settled(_ratios(times), rounds, margin))
+    ratios = _ratios(times)
+    typical = statistics.median(times[next(iter(ratios))])  # the first call timed in every round
+    return {name: typical * statistics.median(ratios[name]) if name in ratios else seconds[0]
+            for name, seconds in times.items()}
 
 
-def _rounds(calls: dict[str, Callable[[], object]], rounds: int) -> dict[str, list[float]]:
-    """Seconds of each call in each of rounds, calls in turn; one slower than CUTOFF x the fastest runs only once."""
+def _ratios(times: dict[str, list[float]]) -> dict[str, list[float]]:
+    """Per call timed in every round so far, its seconds over the first such call's, round by round."""
+    done = max(map(len, times.values()))
+    paired = {name: seconds for name, seconds in times.items() if len(seconds) == done}
+    base = next(iter(paired.values()))
+    return {name: [t / b for t, b in zip(seconds, base)] for name, seconds in paired.items()}
+
+
+def _settled(ratios: dict[str, list[float]], rounds: int, margin: float) -> bool:
+    """Whether every pair of calls is ordered beyond margin whatever the rounds left bring (bounds of the medians)."""
+    # With done of rounds known, the final median lies between the known ratios of ranks done - (rounds - low) and
+    # high, whatever the others turn out to be (low, high: the median's ranks, equal when rounds is odd).
+    done, low, high = len(next(iter(ratios.values()))), (rounds + 1) // 2, rounds // 2 + 1
+    if done - (rounds - low) < 1 or done < high:
+        return False
+    bounds = {name: (sorted(values)[done - (rounds - low) - 1], sorted(values)[high - 1])
+              for name, values in ratios.items()}
+    # a runs within margin of b's speed when its ratio <= b's / margin: settled when no bound straddles that.
+    return all(bounds[a][1] <= bounds[b][0] / margin or bounds[a][0] > bounds[b][1] / margin
+               for a in bounds for b in bounds if a != b)
+
+
+def _rounds(calls: dict[str, Callable[[], object]], rounds: int,
+            settled: Callable[[dict[str, list[float]]], bool] = lambda times: False) -> dict[str, list[float]]:
+    """Seconds of each call in each of rounds (until settled says so), calls in turn; one slower than CUTOFF x the
+    fastest runs only once."""
     first = {name: _seconds(call) for name, call in calls.items()}
     fastest = min(first.values())
     times = {name: [seconds] for name, seconds in first.items()}
     timed = {name: call for name, call in calls.items() if first[name] <= CUTOFF * fastest}
     for _ in range(rounds - 1):
+        if settled(times):
+            break
         for name, call in timed.items():
             times[name].append(_seconds(call))
     return times
