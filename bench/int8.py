@@ -23,6 +23,7 @@ MODES = ("fp32", "bf16", "int8", "int8-dynamic", "true")  # true: what QUANTIZE=
 REQUESTS, TEXTS_PER_REQUEST = 12, 32
 # The kernels of each precision among which the fastest sets the hardware's ceiling (bench.vs_onnx).
 PRECISIONS = {"fp32": ("F.linear fp32 (MKL)", "oneDNN fp32 pre-packed", "ORT MatMul"),
+              "bf16": ("F.linear bf16", "oneDNN bf16 pre-packed"),
               "int8": ("oneDNN int8 GEMM alone (u8 x s8 -> fp32)", "torch._int_mm (s8 x s8 -> s32)",
                        "fbgemm dynamic int8 (per-tensor)", "ORT MatMulInteger")}
 
@@ -90,8 +91,9 @@ def _ort_kernels(m: int, k: int, n: int) -> dict:
     return calls
 
 
-def fastest_gemms(m: int = 4096, k: int = 384, n: int = 1536) -> dict[str, tuple[str, float]]:
-    """Per precision (fp32, int8), the fastest kernel of PRECISIONS on one thread and its GOP/s."""
+def fastest_gemms(precisions: tuple[str, ...] = ("fp32", "int8"), m: int = 4096, k: int = 384,
+                  n: int = 1536) -> dict[str, tuple[str, float]]:
+    """Per precision asked (of PRECISIONS), its fastest kernel on one thread and that kernel's GOP/s."""
     import torch
 
     threads = torch.get_num_threads()
@@ -100,11 +102,11 @@ def fastest_gemms(m: int = 4096, k: int = 384, n: int = 1536) -> dict[str, tuple
         with torch.inference_mode():
             calls = kernels(m, k, n)
             rates = {name: 2 * m * k * n / best_seconds(calls[name], 4, 3) / 1e9
-                     for names in PRECISIONS.values() for name in names}
+                     for precision in precisions for name in PRECISIONS[precision]}
     finally:
         torch.set_num_threads(threads)
-    return {precision: max(((name, rates[name]) for name in names), key=lambda item: item[1])
-            for precision, names in PRECISIONS.items()}
+    return {precision: max(((name, rates[name]) for name in PRECISIONS[precision]), key=lambda item: item[1])
+            for precision in precisions}
 
 
 def gemm_table() -> str:

@@ -7,7 +7,8 @@ one per request. ONNX Runtime fp32
 Engines alternate within each round; rate = real tokens / wall seconds, best of rounds. Fidelity: each engine's
 vectors of the project's texts against sentence-transformers fp32. The hardware's share: each rate against the
 Linear layers' ceiling on this core (their FLOP per token at the fastest fp32 GEMM of MKL, oneDNN and ONNX Runtime,
-or at the fastest int8 one for int8 engines), the GEMMs timed on one thread before and after the engines.
+or at the fastest GEMM of the engine's own precision: int8, bf16), the GEMMs timed on one thread before and after
+the engines.
 """
 
 from __future__ import annotations
@@ -144,9 +145,11 @@ def run(rounds: int, model_dir: str = "", requests_per_round: int = REQUESTS) ->
         engines = {name: server.embed_texts for name, server in servers.items()} | {
             name + SINGLES: server.embed_one_by_one for name, server in servers.items()} | {
             name: ort.embed_texts for name, ort in orts.items()}
-        before = fastest_gemms()
+        kinds = ("fp32", "int8") + (("bf16",) if "bf16" in modes.values() else ())  # emulated bf16 is slow to time
+        before = fastest_gemms(kinds)
         best = best_rates(engines, reference, rounds, requests_per_round)
-        gemms = {kind: max(after, before[kind], key=lambda item: item[1]) for kind, after in fastest_gemms().items()}
+        gemms = {kind: max(after, before[kind], key=lambda item: item[1])
+                 for kind, after in fastest_gemms(kinds).items()}
         quality = {name: measure_fidelity(embedder, reference.passages, reference.queries, *reference.vectors)
                    for name, embedder in (servers | {name: ort.engine for name, ort in orts.items()}).items()}
     flop = linear_flop_per_token(AutoConfig.from_pretrained(path))
@@ -164,15 +167,20 @@ def run(rounds: int, model_dir: str = "", requests_per_round: int = REQUESTS) ->
             + "\n\n" + "\n\n".join(ratios))
 
 
+def precision(engine: str) -> str:
+    """The GEMM precision an engine (a server's mode, or an ONNX Runtime engine's name) computes in."""
+    return "int8" if "int8" in engine else "bf16" if engine == "bf16" else "fp32"
+
+
 def _results(best: dict[str, float], quality: dict, modes: dict[str, str],
              ceilings: dict[str, float]) -> tuple[list[list], list[str]]:
     """The table's rows (rate, share of the ceiling, fidelity) and issue 16's ratios, batched and one text each."""
-    # ceilings: tokens/s of the Linear layers alone at this core's fastest fp32 and int8 GEMM.
+    # ceilings: tokens/s of the Linear layers alone at this core's fastest GEMM per precision (fp32, int8, bf16).
     rows = []
     for name, rate in best.items():
         server = name.removesuffix(SINGLES)  # a server's fidelity and mode hold whatever its requests
         label = name + (f" ({modes[server]})" if server in modes else "")
-        ceiling = ceilings["int8" if "int8" in modes.get(server, server) else "fp32"]
+        ceiling = ceilings[precision(modes.get(server, server))]
         rows.append([label, round(rate), f"{100 * rate / ceiling:.0f} %"] + fidelity(quality[server]))
     ratios = [f"{requests}: " + "; ".join(
         f"QUANTIZE={quantize} / {ort}: **{best[f'server QUANTIZE={quantize}{suffix}'] / best[ort]:.2f}x**"

@@ -214,6 +214,13 @@ def test_the_startup_benchmark_sets_this_checkout_beside_a_base_commit(tiny_mode
     assert "This checkout / HEAD (cached): all ready " in report and ", memory " in report
 
 
+def test_each_engine_is_held_to_the_gemm_ceiling_of_its_own_precision():
+    from bench.vs_onnx import precision
+
+    assert [precision(engine) for engine in ("int8", "ORT int8 per-channel QInt8", "bf16", "fp32", "ORT fp32")] == [
+        "int8", "int8", "bf16", "fp32", "fp32"]
+
+
 def test_the_onnx_benchmark_sets_both_servers_beside_onnx_runtime():
     from bench.vs_onnx import RATIOS, SINGLES, run
 

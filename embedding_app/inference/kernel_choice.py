@@ -84,9 +84,9 @@ def best_times(calls: dict[str, Callable[[], object]], rounds: int = ROUNDS, war
 
 def paired_times(calls: dict[str, Callable[[], object]], rounds: int = MODE_ROUNDS,
                  margin: float = NEAR_TIE) -> dict[str, float]:
-    """Typical seconds of each call over up to rounds that run them in turn: the first call's median time, times the
-    median of each call's ratio to the first one's in the same round (a call > CUTOFF x the fastest runs once).
-    Stops early once no later round could change which calls run within margin of which one's speed."""
+    """Typical seconds of each call: the first call's median round times the median of its ratio to it per round."""
+    # Calls run in turn for up to rounds, fewer once no later round could change which run within margin of which
+    # one's speed; a call > CUTOFF x the fastest runs once.
     times = _rounds(calls, rounds, lambda times: _settled(_ratios(times), rounds, margin))
     ratios = _ratios(times)
     typical = statistics.median(times[next(iter(ratios))])  # the first call timed in every round
@@ -109,8 +109,8 @@ def _settled(ratios: dict[str, list[float]], rounds: int, margin: float) -> bool
     done, low, high = len(next(iter(ratios.values()))), (rounds + 1) // 2, rounds // 2 + 1
     if done - (rounds - low) < 1 or done < high:
         return False
-    bounds = {name: (sorted(values)[done - (rounds - low) - 1], sorted(values)[high - 1])
-              for name, values in ratios.items()}
+    ordered = {name: sorted(values) for name, values in ratios.items()}
+    bounds = {name: (values[done - (rounds - low) - 1], values[high - 1]) for name, values in ordered.items()}
     # a runs within margin of b's speed when its ratio <= b's / margin: settled when no bound straddles that.
     return all(bounds[a][1] <= bounds[b][0] / margin or bounds[a][0] > bounds[b][1] / margin
                for a in bounds for b in bounds if a != b)
@@ -118,8 +118,7 @@ def _settled(ratios: dict[str, list[float]], rounds: int, margin: float) -> bool
 
 def _rounds(calls: dict[str, Callable[[], object]], rounds: int,
             settled: Callable[[dict[str, list[float]]], bool] = lambda times: False) -> dict[str, list[float]]:
-    """Seconds of each call in each of rounds (until settled says so), calls in turn; one slower than CUTOFF x the
-    fastest runs only once."""
+    """Seconds of each call per round, calls in turn, until rounds or settled; one > CUTOFF x the fastest runs once."""
     first = {name: _seconds(call) for name, call in calls.items()}
     fastest = min(first.values())
     times = {name: [seconds] for name, seconds in first.items()}
